@@ -1,0 +1,103 @@
+"""The local run: embedded S3, submit and viewer servers, and the pruning schedule.
+
+`make run` (python -m chalicelib.localrun) starts SeaweedFS on loopback with its data
+under .local-data/, then serves app.py through waitress: /submit on
+SUBMIT_SERVER_PORT, every other route on REPORTS_SERVER_PORT. `chalice local` is not
+used because it reads Crashpad's chunked bodies as empty and runs no schedules.
+Ctrl-C stops everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+
+import waitress
+
+from chalicelib import config
+from chalicelib.seaweed import SeaweedServer
+from chalicelib.wsgi import ChaliceWSGI
+
+log = logging.getLogger("localrun")
+SUBMIT_ROUTES = {"/submit"}
+
+
+def serve(app: object, cfg: config.Config, host: str = "127.0.0.1") -> list[object]:
+    """Start the submit and viewer servers in threads; returns them (call .close())."""
+    body_limit = cfg.max_submission_bytes + 1024 * 1024
+    servers = [
+        waitress.create_server(
+            ChaliceWSGI(app, lambda r: r in SUBMIT_ROUTES, body_limit),
+            host=host, port=cfg.submit_port, threads=16,
+            max_request_body_size=body_limit, channel_timeout=120, ident="crash-collector",
+        ),
+        waitress.create_server(
+            ChaliceWSGI(app, lambda r: r not in SUBMIT_ROUTES, body_limit),
+            host=host, port=cfg.reports_port, threads=8, ident="crash-collector",
+        ),
+    ]
+    for server in servers:
+        threading.Thread(target=server.run, daemon=True).start()
+    return servers
+
+
+def run_schedule(prune: object, minutes: int, stop: threading.Event) -> None:
+    """Run the app's scheduled pruning every `minutes`, as EventBridge would on AWS."""
+    event = {"detail-type": "Scheduled Event", "source": "local.schedule", "detail": {},
+             "time": "", "region": "local", "resources": [], "account": "", "id": "", "version": "0"}
+    while not stop.wait(minutes * 60):
+        try:
+            prune(event, None)
+        except Exception:
+            log.exception("scheduled pruning failed")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default=".local-data", help="where the embedded S3 keeps data")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    cfg = config.load()
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    s3 = SeaweedServer(Path(args.data) / "s3", cfg.bucket, cfg.local_s3_port).start()
+    os.environ["AWS_ENDPOINT_URL_S3"] = s3.endpoint
+    import app as application  # after the endpoint is set: the store reads it on first use
+
+    stop = threading.Event()
+    try:
+        servers = serve(application.app, cfg)
+    except OSError as error:
+        s3.stop()
+        raise SystemExit(f"cannot listen: {error}") from None
+    prune = getattr(application, "prune", None)
+    if prune is not None:
+        threading.Thread(
+            target=run_schedule, args=(prune, cfg.prune_rate_minutes, stop), daemon=True
+        ).start()
+    print(f"S3 (SeaweedFS)  {s3.endpoint}  bucket {cfg.bucket}, data in {s3.data_dir}")
+    print(f"submit          http://127.0.0.1:{cfg.submit_port}/submit")
+    print(f"viewer          http://127.0.0.1:{cfg.reports_port}/")
+    if not cfg.viewer_users:
+        print("viewer login    none set, so the viewer refuses to serve. Set one with:\n"
+              "  export VIEWER_USERS=\"admin:$(python -m chalicelib.auth hash)\"")
+    print("Ctrl-C stops everything.")
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        for server in servers:
+            server.close()
+        s3.stop()
+
+
+if __name__ == "__main__":
+    main()

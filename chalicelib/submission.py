@@ -1,0 +1,297 @@
+"""A crash submission as Crashpad (or a Breakpad-style uploader) sends it.
+
+`parse_submission` turns the request body into a `Submission`: annotations, the minidump
+and attachments. It works in bounded steps: the body is inflated and parsed 64 KiB at a
+time and file parts are spooled to disk past 1 MiB, so a large dump or a gzip bomb never
+sits in memory more than once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import re
+import tempfile
+import zlib
+from collections.abc import Iterator, Mapping
+from typing import BinaryIO
+
+import multipart
+
+from chalicelib import minidump
+
+DUMP_FIELD = "upload_file_minidump"
+CHUNK = 64 * 1024
+SPOOL_BYTES = 1024 * 1024
+QUERY_FIELDS = ("product", "version", "guid")
+EXTRA_PARTS = 64  # file parts allowed beyond the annotation limit
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+class SubmissionRejected(Exception):
+    """The upload cannot be accepted; `reason` is one line for the client."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class MalformedSubmission(SubmissionRejected):
+    """Broken gzip, broken multipart, no dump, or a dump that is not a minidump."""
+
+
+class SubmissionTooLarge(SubmissionRejected):
+    """The body, the inflated body, or the annotations exceed the configured limits."""
+
+
+class UnsupportedSubmission(SubmissionRejected):
+    """The body is not multipart/form-data."""
+
+
+@dataclasses.dataclass
+class FilePart:
+    """One uploaded file (the dump or an attachment), spooled, with its digest."""
+
+    field: str
+    filename: str
+    content: BinaryIO
+    size: int
+    sha256: str
+
+    def read(self) -> bytes:
+        self.content.seek(0)
+        return self.content.read()
+
+    def close(self) -> None:
+        self.content.close()
+
+
+@dataclasses.dataclass
+class Submission:
+    annotations: dict[str, str]
+    dump: FilePart
+    attachments: list[FilePart]
+    received_at: datetime.datetime
+    user_agent: str = ""
+    crashpad_uuid: str | None = None
+    client_guid: str = ""
+    query: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def close(self) -> None:
+        for part in [self.dump, *self.attachments]:
+            part.close()
+
+    def __enter__(self) -> Submission:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    max_body_bytes: int
+    max_annotations: int
+    max_annotation_bytes: int
+
+
+def parse_submission(
+    body: BinaryIO,
+    headers: Mapping[str, str],
+    query: Mapping[str, str] | None,
+    limits: Limits,
+    received_at: datetime.datetime | None = None,
+) -> Submission:
+    """Parse an upload into a Submission.
+
+    Args:
+        body: the request body as sent (maybe gzip), readable as a stream.
+        headers: request headers, keys lower-case.
+        query: the URL's query parameters (Crashpad sends product, version, guid).
+        limits: size limits; exceeding one raises SubmissionTooLarge.
+    Raises:
+        SubmissionRejected (one of its subclasses) with a one-line reason.
+    """
+    boundary = _boundary(headers.get("content-type", ""))
+    received_at = received_at or datetime.datetime.now(datetime.timezone.utc)
+    chunks = _body_chunks(body, headers.get("content-encoding", ""), limits.max_body_bytes)
+    annotations, files = _parse_parts(chunks, boundary, limits)
+    try:
+        dumps = [f for f in files if f.field == DUMP_FIELD]
+        if not dumps:
+            raise MalformedSubmission(f"no {DUMP_FIELD} file part")
+        if len(dumps) > 1:
+            raise MalformedSubmission(f"more than one {DUMP_FIELD} part")
+        dump = dumps[0]
+        dump.content.seek(0)
+        if not minidump.has_signature(dump.content.read(4)):
+            raise MalformedSubmission("dump is not a minidump (no MDMP signature)")
+    except SubmissionRejected:
+        for part in files:
+            part.close()
+        raise
+    stem = dump.filename[:-4] if dump.filename.lower().endswith(".dmp") else ""
+    query = query or {}
+    return Submission(
+        annotations=annotations,
+        dump=dump,
+        attachments=[f for f in files if f.field != DUMP_FIELD],
+        received_at=received_at,
+        user_agent=headers.get("user-agent", ""),
+        crashpad_uuid=stem.lower() if _UUID.match(stem) else None,
+        client_guid=annotations.get("guid") or query.get("guid") or "",
+        query={k: v for k, v in query.items() if k in QUERY_FIELDS},
+    )
+
+
+def _boundary(content_type: str) -> str:
+    kind, options = multipart.parse_options_header(content_type)
+    if kind != "multipart/form-data":
+        raise UnsupportedSubmission(
+            f"expected multipart/form-data, got {kind or 'no content type'!r}"
+        )
+    boundary = options.get("boundary", "")
+    if not boundary or len(boundary) > 200:
+        raise MalformedSubmission("multipart body without a usable boundary")
+    return boundary
+
+
+def _body_chunks(body: BinaryIO, content_encoding: str, limit: int) -> Iterator[bytes]:
+    """Yield the multipart bytes, inflating gzip in bounded steps.
+
+    gzip is detected by the magic bytes, not only the header: a gateway may have
+    inflated the body already and kept `Content-Encoding: gzip`.
+    """
+    first = body.read(CHUNK)
+    gzipped = first[:2] == b"\x1f\x8b"
+    if not gzipped and content_encoding.strip().lower() not in ("", "identity", "gzip"):
+        raise UnsupportedSubmission(f"unsupported Content-Encoding {content_encoding!r}")
+    total_in = 0
+    total_out = 0
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzipped else None
+    chunk = first
+    while chunk:
+        total_in += len(chunk)
+        if total_in > limit:
+            raise SubmissionTooLarge(f"body larger than {limit // 1024 // 1024} MiB")
+        if inflater is None:
+            yield chunk
+        else:
+            data = chunk
+            while data and not inflater.eof:
+                try:
+                    out = inflater.decompress(data, CHUNK)
+                except zlib.error:
+                    raise MalformedSubmission("broken gzip body") from None
+                data = inflater.unconsumed_tail
+                total_out += len(out)
+                if total_out > limit:
+                    raise SubmissionTooLarge(
+                        f"inflated body larger than {limit // 1024 // 1024} MiB"
+                    )
+                if out:
+                    yield out
+        chunk = body.read(CHUNK)
+    if inflater is not None and not inflater.eof:
+        raise MalformedSubmission("broken gzip body (truncated)")
+
+
+def _parse_parts(
+    chunks: Iterator[bytes], boundary: str, limits: Limits
+) -> tuple[dict[str, str], list[FilePart]]:
+    annotations: dict[str, str] = {}
+    files: list[FilePart] = []
+    parser = multipart.PushMultipartParser(
+        boundary,
+        max_segment_count=limits.max_annotations + EXTRA_PARTS,
+        max_header_size=8192,
+    )
+    segment = None
+    sink: _FieldSink | _FileSink | None = None
+    try:
+        for chunk in chunks:
+            for event in parser.parse(chunk):
+                if isinstance(event, multipart.MultipartSegment):
+                    segment = event
+                    if event.filename is None:
+                        if len(annotations) >= limits.max_annotations:
+                            raise SubmissionTooLarge(
+                                f"more than {limits.max_annotations} annotations"
+                            )
+                        sink = _FieldSink(event.name, limits.max_annotation_bytes)
+                    else:
+                        sink = _FileSink(event.name, event.filename)
+                elif event is None:
+                    if isinstance(sink, _FileSink):
+                        files.append(sink.finish())
+                    elif sink is not None:
+                        name, value = sink.finish()
+                        annotations[name] = value
+                    sink = segment = None
+                elif sink is not None:
+                    sink.write(event)
+        for _ in parser.parse(b""):
+            pass
+    except multipart.ParserLimitReached:
+        _discard(files, sink)
+        raise SubmissionTooLarge("too many parts or headers too large") from None
+    except multipart.ParserError as error:
+        _discard(files, sink)
+        raise MalformedSubmission(f"malformed multipart body: {_one_line(error)}") from None
+    except BaseException:
+        _discard(files, sink)
+        raise
+    return annotations, files
+
+
+def _discard(files: list[FilePart], sink: object) -> None:
+    for part in files:
+        part.close()
+    if isinstance(sink, _FileSink):
+        sink.content.close()
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())[:200]
+
+
+class _FieldSink:
+    def __init__(self, name: str, limit: int) -> None:
+        self.name = name
+        self.limit = limit
+        self.buffer = bytearray()
+
+    def write(self, data: bytes) -> None:
+        self.buffer += data
+        if len(self.buffer) > self.limit:
+            raise SubmissionTooLarge(
+                f"annotation larger than {self.limit // 1024} KiB"
+            )
+
+    def finish(self) -> tuple[str, str]:
+        return self.name, self.buffer.decode("utf-8", errors="replace")
+
+
+class _FileSink:
+    def __init__(self, field: str, filename: str) -> None:
+        self.field = field
+        self.filename = filename
+        self.content = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self.content.write(data)
+        self.digest.update(data)
+        self.size += len(data)
+
+    def finish(self) -> FilePart:
+        self.content.seek(0)
+        return FilePart(
+            field=self.field,
+            filename=self.filename,
+            content=self.content,  # type: ignore[arg-type]
+            size=self.size,
+            sha256=self.digest.hexdigest(),
+        )

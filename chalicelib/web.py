@@ -1,0 +1,88 @@
+"""The HTTP edge: request bodies in, responses out, domain errors to status codes.
+
+Only this module knows status codes. Views are wrapped in `translate_errors`, because
+Chalice turns exceptions into responses before any middleware sees them.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, BinaryIO
+
+from chalice import Response
+from chalice.app import Request
+
+from chalicelib import store, submission
+
+log = logging.getLogger(__name__)
+
+# Most specific first: subclasses before their bases.
+ERROR_STATUS: list[tuple[type[BaseException], int]] = [
+    (submission.SubmissionTooLarge, 413),
+    (submission.UnsupportedSubmission, 415),
+    (submission.MalformedSubmission, 400),
+    (store.ReportNotFound, 404),
+    (store.StoreUnavailable, 503),
+    (store.StoreError, 503),
+]
+
+
+def body(request: Request) -> BinaryIO:
+    """The raw request body as a stream (already base64-decoded by Chalice)."""
+    raw = request.raw_body or b""
+    return io.BytesIO(raw if isinstance(raw, bytes) else raw.encode())
+
+
+def headers(request: Request) -> dict[str, str]:
+    return {k.lower(): v for k, v in request.headers.items()}
+
+
+def query(request: Request) -> dict[str, str]:
+    """Query parameters, the last value of each."""
+    params = request.query_params or {}
+    return {k: params[k] for k in params}
+
+
+def text(content: str, status: int = 200, extra: Mapping[str, str] | None = None) -> Response:
+    """A text/plain reply with Content-Length: some Crashpad transports need it."""
+    data = content.encode()
+    response_headers = {
+        "Content-Type": "text/plain; charset=utf-8",
+        "Content-Length": str(len(data)),
+        "Cache-Control": "no-store",
+    }
+    response_headers.update(extra or {})
+    return Response(body=content, status_code=status, headers=response_headers)
+
+
+def status_for(error: BaseException) -> int | None:
+    for kind, status in ERROR_STATUS:
+        if isinstance(error, kind):
+            return status
+    return None
+
+
+def error_message(error: BaseException) -> str:
+    reason = getattr(error, "reason", None) or (error.args[0] if error.args else "")
+    return " ".join(str(reason).split())[:300] or type(error).__name__
+
+
+def translate_errors(view: Callable[..., Response]) -> Callable[..., Response]:
+    """Turn the domain's exceptions into one-line text replies with their status."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Response:
+        try:
+            return view(*args, **kwargs)
+        except Exception as error:
+            status = status_for(error)
+            if status is None:
+                raise
+            if status >= 500:
+                log.error("%s: %s", type(error).__name__, error)
+            return text(error_message(error) + "\n", status, getattr(error, "headers", None))
+
+    return wrapper

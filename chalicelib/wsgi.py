@@ -1,0 +1,127 @@
+"""Serve the Chalice app through a real WSGI server (the local run).
+
+`chalice local` reads chunked request bodies as empty, and Crashpad always sends
+chunked bodies, so the local run puts the same `app` behind waitress instead: this
+adapter turns a WSGI request into the API Gateway proxy event Lambda would get and the
+handler's answer back into a WSGI response. Unlike `chalice local` it passes the body
+as bytes (no base64 round trip) and keeps `app.current_request` per thread.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import urllib.parse
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from chalice import Chalice
+from chalice.local import RouteMatcher
+
+StartResponse = Callable[..., Any]
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
+            405: "Method Not Allowed", 413: "Payload Too Large", 415: "Unsupported Media Type",
+            500: "Internal Server Error", 503: "Service Unavailable"}
+
+
+def make_thread_safe(app: Chalice) -> None:
+    """Keep current_request and lambda_context per thread.
+
+    Chalice stores the request on the app object, which is fine on Lambda (one request
+    per process at a time) but mixes up requests under a threaded server.
+    """
+    if getattr(type(app), "_thread_safe", False):
+        return
+    local = threading.local()
+
+    def attribute(name: str) -> property:
+        return property(
+            lambda self: getattr(local, name, None),
+            lambda self, value: setattr(local, name, value),
+        )
+
+    app.__class__ = type(
+        "ThreadSafe" + type(app).__name__,
+        (type(app),),
+        {
+            "_thread_safe": True,
+            "current_request": attribute("current_request"),
+            "lambda_context": attribute("lambda_context"),
+        },
+    )
+
+
+class ChaliceWSGI:
+    """A WSGI application serving the routes of `app` that `allow(route)` accepts."""
+
+    def __init__(
+        self, app: Chalice, allow: Callable[[str], bool], max_body_bytes: int
+    ) -> None:
+        make_thread_safe(app)
+        self.app = app
+        self.allow = allow
+        self.max_body_bytes = max_body_bytes
+        self.matcher = RouteMatcher([r for r in app.routes if allow(r)])
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = urllib.parse.unquote(environ.get("PATH_INFO", "") or "/")
+        query = environ.get("QUERY_STRING", "")
+        try:
+            match = self.matcher.match_route(path)
+        except ValueError:
+            return self._reply(start_response, 404, {}, b"not found\n")
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        if length > self.max_body_bytes:
+            return self._reply(start_response, 413, {}, b"body too large\n")
+        body = environ["wsgi.input"].read(length) if length else b""
+        event = {
+            "requestContext": {
+                "httpMethod": environ["REQUEST_METHOD"],
+                "resourcePath": match.route,
+                "path": path,
+                "identity": {"sourceIp": environ.get("REMOTE_ADDR", "")},
+            },
+            "headers": _headers(environ),
+            "pathParameters": match.captured or None,
+            "multiValueQueryStringParameters": urllib.parse.parse_qs(
+                query, keep_blank_values=True
+            ) or None,
+            "stageVariables": {},
+            "body": body,
+            "isBase64Encoded": False,
+        }
+        answer = self.app(event, None)
+        payload = answer.get("body") or b""
+        if answer.get("isBase64Encoded"):
+            payload = base64.b64decode(payload)
+        elif isinstance(payload, str):
+            payload = payload.encode()
+        response_headers = dict(answer.get("headers") or {})
+        for name, values in (answer.get("multiValueHeaders") or {}).items():
+            response_headers[name] = values
+        return self._reply(start_response, answer["statusCode"], response_headers, payload)
+
+    @staticmethod
+    def _reply(
+        start_response: StartResponse, status: int, headers: dict[str, Any], payload: bytes
+    ) -> list[bytes]:
+        pairs = []
+        for name, value in headers.items():
+            if name.lower() == "content-length":
+                continue
+            for item in value if isinstance(value, list) else [value]:
+                pairs.append((name, str(item)))
+        pairs.append(("Content-Length", str(len(payload))))
+        start_response(f"{status} {_REASONS.get(status, 'Status')}", pairs)
+        return [payload]
+
+
+def _headers(environ: dict[str, Any]) -> dict[str, str]:
+    found = {}
+    for key, value in environ.items():
+        if key.startswith("HTTP_"):
+            found[key[5:].replace("_", "-").lower()] = value
+    for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        if environ.get(key):
+            found[key.replace("_", "-").lower()] = environ[key]
+    return found
