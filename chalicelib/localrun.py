@@ -47,8 +47,10 @@ def serve(app: object, cfg: config.Config, host: str = "127.0.0.1") -> list[obje
 
 def run_schedule(prune: object, minutes: int, stop: threading.Event) -> None:
     """Run the app's scheduled pruning every `minutes`, as EventBridge would on AWS."""
-    event = {"detail-type": "Scheduled Event", "source": "local.schedule", "detail": {},
-             "time": "", "region": "local", "resources": [], "account": "", "id": "", "version": "0"}
+    event = {
+        "detail-type": "Scheduled Event", "source": "local.schedule", "detail": {}, "time": "",
+        "region": "local", "resources": [], "account": "", "id": "", "version": "0",
+    }
     while not stop.wait(minutes * 60):
         try:
             prune(event, None)

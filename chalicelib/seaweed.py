@@ -78,7 +78,7 @@ class SeaweedServer:
             "s3",
             endpoint_url=self.endpoint,
             aws_access_key_id="local",
-            aws_secret_access_key="local",
+            aws_secret_access_key="local",  # noqa: S106 (weed mini runs without auth)
             region_name="us-east-1",
             config=BotoConfig(
                 connect_timeout=2, read_timeout=10, retries={"total_max_attempts": 1},
@@ -98,7 +98,9 @@ class SeaweedServer:
                 return
             except Exception:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"weed not ready after {timeout}s:\n{self.tail()}")
+                    raise RuntimeError(
+                        f"weed not ready after {timeout}s:\n{self.tail()}"
+                    ) from None
                 time.sleep(0.1)
 
     def tail(self) -> str:

@@ -132,7 +132,7 @@ def claim_for(submission: Submission) -> str:
 
 
 def _encode_fact(value: str) -> str:
-    encoded = urllib.parse.quote(value, safe="").replace("~", "%7E")
+    encoded = urllib.parse.quote(value, safe="").replace("~", "%7E").replace(".", "%2E")
     if len(encoded) <= FACT_KEY_CHARS:
         return encoded
     cut = encoded[:FACT_KEY_CHARS]
@@ -148,7 +148,7 @@ def _decode_fact(encoded: str) -> tuple[str, bool]:
 
 
 def attachment_key_name(index: int, name: str) -> str:
-    safe = _SAFE_NAME.sub("_", name).strip("._")[:100] or "attachment"
+    safe = _SAFE_NAME.sub("_", name).replace("..", "_").strip("._")[:100] or "attachment"
     return f"a{index:02d}.{safe}"
 
 
@@ -457,7 +457,7 @@ class ReportStore:
         if len(encoded) != len(report.FACT_FIELDS) + 1:
             return None
         facts, truncated = {}, set()
-        for field, value in zip(report.FACT_FIELDS, encoded):
+        for field, value in zip(report.FACT_FIELDS, encoded, strict=False):
             facts[field], cut = _decode_fact(value)
             if cut:
                 truncated.add(field)
@@ -480,7 +480,8 @@ class ReportStore:
 
     def _report_key(self, report_id: str, claim: str, facts: dict[str, str], size: int) -> str:
         encoded = [_encode_fact(facts.get(field, "")) for field in report.FACT_FIELDS]
-        return f"{self.prefix}{REPORTS}{inverted(report_id)}~{claim}~{'~'.join(encoded)}~{size}.json"
+        facts_part = "~".join(encoded)
+        return f"{self.prefix}{REPORTS}{inverted(report_id)}~{claim}~{facts_part}~{size}.json"
 
     def _part_key(self, claim: str, name: str) -> str:
         return f"{self.prefix}{PARTS}{claim}.{name}"

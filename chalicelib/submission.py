@@ -207,13 +207,11 @@ def _parse_parts(
         max_segment_count=limits.max_annotations + EXTRA_PARTS,
         max_header_size=8192,
     )
-    segment = None
     sink: _FieldSink | _FileSink | None = None
     try:
         for chunk in chunks:
             for event in parser.parse(chunk):
                 if isinstance(event, multipart.MultipartSegment):
-                    segment = event
                     if event.filename is None:
                         if len(annotations) >= limits.max_annotations:
                             raise SubmissionTooLarge(
@@ -228,7 +226,7 @@ def _parse_parts(
                     elif sink is not None:
                         name, value = sink.finish()
                         annotations[name] = value
-                    sink = segment = None
+                    sink = None
                 elif sink is not None:
                     sink.write(event)
         for _ in parser.parse(b""):

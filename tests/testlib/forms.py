@@ -1,4 +1,4 @@
-"""Build upload bodies exactly as Crashpad sends them (see the README section "What Crashpad sends")."""
+"""Build upload bodies exactly as Crashpad sends them (README: "What Crashpad sends")."""
 
 from __future__ import annotations
 
