@@ -108,6 +108,8 @@ def app_env(monkeypatch: pytest.MonkeyPatch):
             monkeypatch.setenv(name, value)
         application.settings.cache_clear()
         application.reports.cache_clear()
+        # Read now: chalice.test.Client later overlays .chalice/config.json on os.environ.
+        application.settings()
         return application
 
     yield configure
