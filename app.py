@@ -4,7 +4,7 @@ import functools
 
 from chalice import Chalice, Rate
 
-from chalicelib import config, store, submission, web
+from chalicelib import config, pruning, store, submission, web
 
 app = Chalice(app_name="crash-collector")
 app.api.binary_types.extend(["multipart/form-data", "application/zip"])
@@ -36,3 +36,13 @@ def submit():
         web.body(request), web.headers(request), web.query(request), submission_limits()
     ) as report:
         return web.text(reports().put(report))  # 200 only once the bucket holds it
+
+
+@app.schedule(Rate(settings().prune_rate_minutes, unit=Rate.MINUTES))
+def prune(event):
+    """Keep the reports under MAX_REPORTS_SIZE_MB; the local run calls this too."""
+    cfg = settings()
+    # A store of its own, so the run's logged S3 request counts are its requests alone.
+    pruning.prune_to_limit(
+        store.ReportStore.from_config(cfg), cfg.max_reports_bytes, cfg.orphan_grace_seconds
+    )
