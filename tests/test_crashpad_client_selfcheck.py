@@ -16,10 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-try:  # repo root on sys.path (python -m pytest, or tests/ is a package)
-    from tests.testlib import crashpad_client
-except ModuleNotFoundError:  # plain `pytest`: only tests/ is on sys.path
-    from testlib import crashpad_client
+from tests.testlib import crashpad_client
 
 REMOTE_ID = b"0123456789abcdef"
 
