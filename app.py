@@ -4,7 +4,7 @@ import functools
 
 from chalice import Chalice, Rate
 
-from chalicelib import config, pruning, store, submission, web
+from chalicelib import auth, bundle, config, pages, pruning, store, submission, viewer, web
 
 app = Chalice(app_name="crash-collector")
 app.api.binary_types.extend(["multipart/form-data", "application/zip"])
@@ -36,6 +36,70 @@ def submit():
         web.body(request), web.headers(request), web.query(request), submission_limits()
     ) as report:
         return web.text(reports().put(report))  # 200 only once the bucket holds it
+
+
+# -- the viewer: private, every route logs in first ----------------------------------
+
+
+def login() -> viewer.Urls:
+    """Check the viewer login (raises auth errors); returns the links for this request."""
+    request = app.current_request
+    auth.require_viewer(request.headers.get("authorization"), settings().viewer_users)
+    return pages.urls_for(request)
+
+
+@app.route("/")
+@pages.html_errors
+def index():
+    urls, query = login(), viewer.Query.parse(web.query(app.current_request))
+    return pages.html("index.html", viewer.index_page(reports(), query, urls), urls)
+
+
+@app.route("/reports/{report_id}")
+@pages.html_errors
+def report_page(report_id):
+    urls = login()
+    return pages.html("report.html", viewer.report_page(reports(), report_id, urls), urls)
+
+
+@app.route("/reports/{report_id}/dump")
+@web.translate_errors
+def report_dump(report_id):
+    login()
+    with reports().open_dump(reports().get(report_id)) as dump:
+        return pages.download(dump.read(), f"{report_id}.dmp")
+
+
+@app.route("/reports/{report_id}/attachments/{index}")
+@web.translate_errors
+def report_attachment(report_id, index):
+    login()
+    stored, number = reports().get(report_id), viewer.attachment_index(index)
+    with reports().open_attachment(stored, number) as content:
+        return pages.download(content.read(), viewer.attachment_filename(stored, number))
+
+
+@app.route("/reports/{report_id}/bundle")
+@web.translate_errors
+def report_bundle(report_id):
+    login()
+    stored = reports().get(report_id)
+    with bundle.build(reports(), stored) as archive:
+        return pages.download(archive.read(), bundle.name_for(stored.meta), "application/zip")
+
+
+@app.route("/api/reports")
+@pages.json_errors
+def api_reports():
+    urls, query = login().as_api(), viewer.Query.parse(web.query(app.current_request))
+    return pages.json(viewer.index_page(reports(), query, urls))
+
+
+@app.route("/api/reports/{report_id}")
+@pages.json_errors
+def api_report(report_id):
+    urls = login().as_api()
+    return pages.json(viewer.report_page(reports(), report_id, urls))
 
 
 @app.schedule(Rate(settings().prune_rate_minutes, unit=Rate.MINUTES))

@@ -15,7 +15,7 @@ from typing import Any, BinaryIO
 from chalice import Response
 from chalice.app import Request
 
-from chalicelib import store, submission
+from chalicelib import auth, store, submission, viewer
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +24,9 @@ ERROR_STATUS: list[tuple[type[BaseException], int]] = [
     (submission.SubmissionTooLarge, 413),
     (submission.UnsupportedSubmission, 415),
     (submission.MalformedSubmission, 400),
+    (viewer.BadQuery, 400),
+    (auth.Unauthorized, 401),
+    (auth.ViewerNotConfigured, 503),
     (store.ReportNotFound, 404),
     (store.StoreUnavailable, 503),
     (store.StoreError, 503),

@@ -1,0 +1,191 @@
+"""Viewer logins: HTTP Basic checked against salted PBKDF2 hashes from VIEWER_USERS.
+
+VIEWER_USERS holds `user:hash` pairs separated by commas; each hash reads
+`pbkdf2_sha256$<iterations>$<salt base64>$<hash base64>`. Make one with
+`python -m chalicelib.auth hash` (prompts) or `... hash --password-stdin`.
+
+The viewer is private by default: with no logins configured it refuses to serve
+(ViewerNotConfigured) rather than serving openly. Crash reports hold memory of the
+crashed process, so they are never public; /submit stays open for Crashpad.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import getpass
+import hashlib
+import hmac
+import secrets
+import sys
+import threading
+from collections import OrderedDict
+
+ALGORITHM = "pbkdf2_sha256"
+DEFAULT_ITERATIONS = 600_000
+CHALLENGE = 'Basic realm="crash reports", charset="UTF-8"'
+_CACHE_SIZE = 256
+
+
+class Unauthorized(Exception):
+    """No credentials, or wrong ones: the client should ask the user to log in."""
+
+    headers = {"WWW-Authenticate": CHALLENGE}
+
+
+class ViewerNotConfigured(Exception):
+    """No usable login is configured, so the viewer refuses to serve at all."""
+
+
+def hash_password(
+    password: str, iterations: int = DEFAULT_ITERATIONS, salt: bytes | None = None
+) -> str:
+    """A VIEWER_USERS hash of `password` with a fresh random salt."""
+    salt = salt if salt is not None else secrets.token_bytes(16)
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    return "$".join(
+        [ALGORITHM, str(iterations), base64.b64encode(salt).decode(),
+         base64.b64encode(digest).decode()]
+    )
+
+
+def _parse_hash(encoded: str) -> tuple[int, bytes, bytes]:
+    try:
+        algorithm, iterations, salt, digest = encoded.split("$")
+        if algorithm != ALGORITHM:
+            raise ValueError(f"unknown algorithm {algorithm!r}")
+        rounds = int(iterations)
+        if rounds < 1:
+            raise ValueError("iterations must be positive")
+        return rounds, base64.b64decode(salt, validate=True), base64.b64decode(
+            digest, validate=True
+        )
+    except (ValueError, binascii.Error) as error:
+        raise ValueError(f"not a {ALGORITHM}$iterations$salt$hash value: {error}") from None
+
+
+def verify_password(password: str, encoded: str) -> bool:
+    """True when `password` matches the hash; the final comparison is constant time."""
+    iterations, salt, expected = _parse_hash(encoded)
+    actual = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    return hmac.compare_digest(actual, expected)
+
+
+def parse_users(spec: str) -> dict[str, str]:
+    """`user:hash,user:hash` to {user: hash}; raises ViewerNotConfigured when unusable."""
+    users: dict[str, str] = {}
+    for entry in spec.split(","):
+        entry = entry.strip()
+        if not entry:
+            continue
+        user, sep, encoded = entry.partition(":")
+        if not sep or not user:
+            raise ViewerNotConfigured("VIEWER_USERS entries must read user:hash")
+        try:
+            _parse_hash(encoded)
+        except ValueError as error:
+            raise ViewerNotConfigured(f"VIEWER_USERS entry for {user!r}: {error}") from None
+        users[user] = encoded
+    if not users:
+        raise ViewerNotConfigured(
+            "viewer login not configured: set VIEWER_USERS to user:hash "
+            "(hash from `python -m chalicelib.auth hash`)"
+        )
+    return users
+
+
+class _VerifiedCache:
+    """Recently verified Authorization headers, so one page's requests pay PBKDF2 once.
+
+    Keys are sha256 of (VIEWER_USERS, header): a changed configuration or password
+    misses, and no password is kept in memory in the clear.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.entries: OrderedDict[bytes, str] = OrderedDict()
+        self.lock = threading.Lock()
+
+    @staticmethod
+    def key(spec: str, header: str) -> bytes:
+        return hashlib.sha256(f"{spec}\0{header}".encode()).digest()
+
+    def get(self, key: bytes) -> str | None:
+        with self.lock:
+            user = self.entries.get(key)
+            if user is not None:
+                self.entries.move_to_end(key)
+            return user
+
+    def add(self, key: bytes, user: str) -> None:
+        with self.lock:
+            self.entries[key] = user
+            self.entries.move_to_end(key)
+            while len(self.entries) > self.size:
+                self.entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.entries.clear()
+
+
+verified = _VerifiedCache(_CACHE_SIZE)
+
+
+def require_viewer(authorization: str | None, users_spec: str) -> str:
+    """The logged-in user's name.
+
+    Raises ViewerNotConfigured when VIEWER_USERS is empty or malformed, and
+    Unauthorized when the Authorization header is missing, malformed or wrong.
+    """
+    users = parse_users(users_spec)
+    if not authorization:
+        raise Unauthorized("login required")
+    cache_key = verified.key(users_spec, authorization)
+    known = verified.get(cache_key)
+    if known is not None:
+        return known
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "basic":
+        raise Unauthorized("login required (HTTP Basic)")
+    try:
+        decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise Unauthorized("malformed credentials") from None
+    user, sep, password = decoded.partition(":")
+    if not sep:
+        raise Unauthorized("malformed credentials")
+    encoded = users.get(user)
+    # An unknown name is still checked against some hash: it takes as long as a known one.
+    matches = verify_password(password, encoded or next(iter(users.values())))
+    if encoded is None or not matches:
+        raise Unauthorized("wrong user name or password")
+    verified.add(cache_key, user)
+    return user
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m chalicelib.auth", description="Viewer login helpers."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    make = commands.add_parser("hash", help="print a VIEWER_USERS hash of a password")
+    make.add_argument(
+        "--password-stdin", action="store_true", help="read the password from stdin"
+    )
+    make.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS)
+    args = parser.parse_args(argv)
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            raise SystemExit("passwords differ")
+    if not password:
+        raise SystemExit("empty password")
+    print(hash_password(password, args.iterations))
+
+
+if __name__ == "__main__":
+    main()

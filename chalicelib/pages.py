@@ -1,0 +1,151 @@
+"""The viewer's side of the HTTP edge: viewer dicts rendered as HTML, JSON or downloads.
+
+Templates live in chalicelib/templates/ (deployed with the Lambda) and are autoescaped:
+every value in a crash report comes from the client. Errors on pages render
+error.html, on the API a JSON object, with the status `web.status_for` gives.
+"""
+
+from __future__ import annotations
+
+import functools
+import json as jsonlib
+import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from chalice import Response
+from chalice.app import Request
+
+from chalicelib import web
+from chalicelib.viewer import Urls
+
+log = logging.getLogger(__name__)
+
+TEMPLATES = Path(__file__).parent / "templates"
+# Private pages: never cached, never framed, no script, styles only from the page itself.
+_PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+}
+
+
+def _filesize(size: Any) -> str:
+    try:
+        value = float(size)
+    except (TypeError, ValueError):
+        return str(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return str(size)
+
+
+def _when(iso: str) -> str:
+    """2026-11-25T18:15:36.546Z as 2026-11-25 18:15:36 (UTC, said in the page header)."""
+    return str(iso).replace("T", " ")[:19]
+
+
+@functools.cache
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["filesize"] = _filesize
+    env.filters["when"] = _when
+    return env
+
+
+def render(template: str, context: Mapping[str, Any], urls: Urls) -> str:
+    return environment().get_template(template).render(**context, urls=urls.as_html())
+
+
+def urls_for(request: Request) -> Urls:
+    """Links for this request: behind API Gateway's default domain, the stage is a prefix."""
+    context = request.context or {}
+    stage = context.get("stage", "")
+    domain = str(context.get("domainName", ""))
+    return Urls(f"/{stage}" if stage and ".execute-api." in domain else "")
+
+
+def html(
+    template: str,
+    context: Mapping[str, Any],
+    urls: Urls,
+    status: int = 200,
+    extra: Mapping[str, str] | None = None,
+) -> Response:
+    body = render(template, context, urls)
+    headers = {"Content-Type": "text/html; charset=utf-8", **_PAGE_HEADERS, **(extra or {})}
+    return Response(body=body, status_code=status, headers=headers)
+
+
+def json(data: Any, status: int = 200, extra: Mapping[str, str] | None = None) -> Response:
+    body = jsonlib.dumps(data, ensure_ascii=False, indent=1, sort_keys=False)
+    headers = {"Content-Type": "application/json; charset=utf-8", "Cache-Control": "no-store",
+               "X-Content-Type-Options": "nosniff", **(extra or {})}
+    return Response(body=body, status_code=status, headers=headers)
+
+
+def download(
+    data: bytes, filename: str, content_type: str = "application/octet-stream"
+) -> Response:
+    """A file to save, never to display: client bytes must not run as a page here.
+
+    Chalice sends binary bodies only when the request's Accept header names the type
+    or */* (browsers and HTTP clients do); API Gateway answers at most 6 MB.
+    """
+    headers = {
+        "Content-Type": content_type,
+        "Content-Disposition": f'attachment; filename="{filename}"',
+        "Cache-Control": "no-store",
+        "X-Content-Type-Options": "nosniff",
+    }
+    return Response(body=data, status_code=200, headers=headers)
+
+
+def _translate(render_error: Callable[[int, str, dict[str, str]], Response]) -> Callable:
+    def decorator(view: Callable[..., Response]) -> Callable[..., Response]:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Response:
+            try:
+                return view(*args, **kwargs)
+            except Exception as error:
+                status = web.status_for(error)
+                if status is None:
+                    raise
+                if status >= 500:
+                    log.error("%s: %s", type(error).__name__, error)
+                headers = dict(getattr(error, "headers", None) or {})
+                return render_error(status, web.error_message(error), headers)
+
+        return wrapper
+
+    return decorator
+
+
+def _error_page(status: int, message: str, headers: dict[str, str]) -> Response:
+    context = {"status": status, "message": message}
+    return html("error.html", context, Urls(), status, headers)
+
+
+def _error_json(status: int, message: str, headers: dict[str, str]) -> Response:
+    return json({"status": status, "error": message}, status, headers)
+
+
+html_errors = _translate(_error_page)
+html_errors.__doc__ = "Turn domain exceptions into error.html with their status."
+json_errors = _translate(_error_json)
+json_errors.__doc__ = 'Turn domain exceptions into {"status", "error"} JSON.'

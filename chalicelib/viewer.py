@@ -1,0 +1,474 @@
+"""The private report viewer: index pages and report details as plain dicts.
+
+Every function here returns plain dicts (lists, strings, numbers) that the HTML
+templates and the JSON API both render, so the two cannot drift apart. Index rows come
+from the bucket listing alone (the store's keys carry the facts): a page costs list
+requests, never a GET per row. docs/storage-layout.md ("Filters and their cost")
+gives the request count of each page and filter.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import datetime
+import threading
+import time
+import urllib.parse
+import weakref
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from chalicelib import bundle, report
+from chalicelib.store import (
+    LIST_PAGE,
+    ReportNotFound,
+    ReportStore,
+    ReportSummary,
+    StoredReport,
+    StoreError,
+)
+
+PER_PAGE = 25
+MAX_PER_PAGE = 100
+# Keys one filtered page may examine before it shows what it found and offers to
+# continue: 5 list requests.
+SCAN_BUDGET = 5 * LIST_PAGE
+FILTER_FIELDS = ("product", "version", "platform", "build_id", "client_sha", "jamicore_sha", "guid")
+DATE_FIELDS = ("since", "until")
+# A "newer" page looks for reports in time bands above its cursor, 1 s wide at first
+# and 16 times wider each step (S3 lists in one direction only).
+FIRST_BAND_MS = 1000
+BAND_GROWTH = 16
+SUMMARY_SECONDS = 30.0
+_META_FIELDS = {"schema", "id", "received_at", "annotations", "query", "user_agent", "dump",
+                "attachments", "crashpad_uuid", "facts"}
+
+
+class BadQuery(ValueError):
+    """A filter, cursor or page size in the URL cannot be used."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Query:
+    """What an index page shows: filters, a cursor, the page size.
+
+    `before` shows reports older than that id, `after` the ones just newer; both are
+    16 hex digits (any value works, not only existing ids). `offset` is only a hint for
+    "Showing X-Y": cursors, not offsets, decide what a page holds.
+    """
+
+    fields: tuple[tuple[str, str], ...] = ()
+    since: datetime.date | None = None
+    until: datetime.date | None = None
+    before: str | None = None
+    after: str | None = None
+    offset: int = 0
+    per_page: int = PER_PAGE
+
+    @classmethod
+    def parse(cls, params: Mapping[str, str]) -> Query:
+        """Read a query string's values; empty values mean "not filtered". Raises BadQuery."""
+        fields = tuple(
+            (name, params[name]) for name in FILTER_FIELDS if params.get(name, "") != ""
+        )
+        since, until = _date(params, "since"), _date(params, "until")
+        if since and until and since > until:
+            raise BadQuery("since must not be after until")
+        before, after = _cursor(params, "before"), _cursor(params, "after")
+        if before and after:
+            raise BadQuery("use either before or after, not both")
+        offset = _number(params, "offset", 0, 0, 10**9)
+        per_page = _number(params, "per_page", PER_PAGE, 1, MAX_PER_PAGE)
+        return cls(fields, since, until, before, after, offset, per_page)
+
+    @property
+    def filtered(self) -> bool:
+        return bool(self.fields or self.since or self.until)
+
+    def filters(self) -> dict[str, str]:
+        """The active filters as query-string values (for links and display)."""
+        active = dict(self.fields)
+        for name in DATE_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                active[name] = value.isoformat()
+        return active
+
+    def id_range(self) -> tuple[str | None, str | None]:
+        """(older_than, newer_than) ids for the date range: UTC days, both inclusive."""
+        older_than = newer_than = None
+        if self.until is not None:
+            end = _midnight(self.until + datetime.timedelta(days=1))
+            older_than = report.id_bound(end, upper=False)
+        if self.since is not None:
+            start = _midnight(self.since) - datetime.timedelta(milliseconds=1)
+            newer_than = report.id_bound(start, upper=True)
+        return older_than, newer_than
+
+
+def _date(params: Mapping[str, str], name: str) -> datetime.date | None:
+    value = params.get(name, "")
+    if not value:
+        return None
+    try:
+        return datetime.date.fromisoformat(value)
+    except ValueError:
+        raise BadQuery(f"{name} must be a date like 2026-01-31") from None
+
+
+def _cursor(params: Mapping[str, str], name: str) -> str | None:
+    value = params.get(name, "")
+    if not value:
+        return None
+    if not report.is_report_id(value):
+        raise BadQuery(f"{name} must be a report id (16 lowercase hex digits)")
+    return value
+
+
+def _number(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    value = params.get(name, "")
+    if not value:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise BadQuery(f"{name} must be a whole number") from None
+    if not low <= number <= high:
+        raise BadQuery(f"{name} must be between {low} and {high}")
+    return number
+
+
+def _midnight(day: datetime.date) -> datetime.datetime:
+    return datetime.datetime.combine(day, datetime.time(), datetime.timezone.utc)
+
+
+class Urls:
+    """Every link the viewer shows; templates reach it as `urls`.
+
+    In API mode, index and report links point at the JSON twins, so the API's
+    dicts link to the API and the pages' dicts to pages.
+    """
+
+    def __init__(self, base: str = "", api: bool = False) -> None:
+        self.base = base.rstrip("/")
+        self.api = api
+
+    def as_api(self) -> Urls:
+        return Urls(self.base, api=True)
+
+    def as_html(self) -> Urls:
+        return Urls(self.base, api=False)
+
+    def path(self, path: str, params: Mapping[str, Any] | None = None) -> str:
+        pairs = {k: v for k, v in (params or {}).items() if v is not None and v != ""}
+        query = "?" + urllib.parse.urlencode(pairs) if pairs else ""
+        return self.base + path + query
+
+    def index(self, filters: Mapping[str, str] | None = None, **cursor: Any) -> str:
+        if cursor.get("offset") == 0:
+            cursor.pop("offset")
+        return self.path("/api/reports" if self.api else "/", {**(filters or {}), **cursor})
+
+    def filter_by(self, filters: Mapping[str, str], field: str, value: str) -> str:
+        """The index with one more filter (a table cell's link)."""
+        return self.index({**filters, field: value})
+
+    def report(self, report_id: str) -> str:
+        return self.path(("/api/reports/" if self.api else "/reports/") + report_id)
+
+    def dump(self, report_id: str) -> str:
+        return self.path(f"/reports/{report_id}/dump")
+
+    def attachment(self, report_id: str, index: int) -> str:
+        return self.path(f"/reports/{report_id}/attachments/{index}")
+
+    def bundle(self, report_id: str) -> str:
+        return self.path(f"/reports/{report_id}/bundle")
+
+
+# -- index ------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Scan:
+    """What a page's listing found, and where it stopped."""
+
+    rows: list[ReportSummary]
+    scanned: int = 0
+    complete: bool = True  # False: the scan budget ran out first
+    stopped_at: str | None = None  # the last id examined, when incomplete
+    more_older: bool = False
+    newest: bool = False
+
+
+class _Matcher:
+    """Field filters on listing keys; truncated key values are confirmed by a read."""
+
+    def __init__(self, reports: ReportStore, fields: tuple[tuple[str, str], ...]) -> None:
+        self.reports = reports
+        self.fields = fields
+        self.confirmed = 0
+
+    def __call__(self, summary: ReportSummary) -> bool:
+        needs_read = False
+        for field, wanted in self.fields:
+            value = summary.facts.get(field, "")
+            if field not in summary.truncated:
+                if value != wanted:
+                    return False
+                continue
+            # The key holds a cut prefix (a cut mid-character decodes to U+FFFD).
+            if not wanted.startswith(value.rstrip("\ufffd")):
+                return False
+            needs_read = True
+        if not needs_read:
+            return True
+        self.confirmed += 1
+        facts = self.reports.get(summary.id).meta.get("facts", {})
+        return all(facts.get(field, "") == wanted for field, wanted in self.fields)
+
+
+def index_page(reports: ReportStore, query: Query, urls: Urls) -> dict[str, Any]:
+    """One index page, newest first, with links to the newer and older pages."""
+    match = _Matcher(reports, query.fields)
+    if query.after is not None:
+        scan = _newer(reports, query, query.after, match)
+        offset = max(0, query.offset - query.per_page)
+        if scan.newest:
+            offset = 0
+    else:
+        scan = _older(reports, query, query.before, match)
+        offset = query.offset if query.before else 0
+    rows = scan.rows
+    filters = query.filters()
+    first_page = scan.newest or (query.before is None and query.after is None)
+    links: dict[str, str | None] = {
+        "self": urls.index(filters, before=query.before, after=query.after, offset=query.offset),
+        "newest": urls.index(filters),
+        "newer": None,
+        "older": None,
+        "continue": None,
+    }
+    if not first_page:
+        top = rows[0].id if rows else (query.before or query.after)
+        links["newer"] = urls.index(filters, after=top, offset=offset)
+    if not scan.complete:
+        links["continue"] = urls.index(
+            filters, before=scan.stopped_at, offset=offset + len(rows)
+        )
+    elif scan.more_older and rows:
+        links["older"] = urls.index(filters, before=rows[-1].id, offset=offset + len(rows))
+    twin = urls.as_html() if urls.api else urls.as_api()
+    links["alternate"] = twin.index(
+        filters, before=query.before, after=query.after, offset=query.offset
+    )
+    total = None if query.filtered else stored_count(reports)
+    if total is not None:
+        total = max(total, offset + len(rows))
+    return {
+        "reports": [_row(summary, urls) for summary in rows],
+        "filters": filters,
+        "filter_fields": list(FILTER_FIELDS),
+        "per_page": query.per_page,
+        "first": offset + 1 if rows else 0,
+        "last": offset + len(rows),
+        "total_estimate": total,
+        "newest_page": first_page,
+        "empty_bucket": not rows and not query.filtered and first_page and scan.complete,
+        "scan": {
+            "complete": scan.complete,
+            "keys_scanned": scan.scanned,
+            "stopped_at": scan.stopped_at,
+            "reads_to_confirm": match.confirmed,
+        },
+        "links": links,
+    }
+
+
+def _row(summary: ReportSummary, urls: Urls) -> dict[str, Any]:
+    return {
+        "id": summary.id,
+        "received_at": report.isoformat(summary.received_at),
+        "facts": {field: summary.facts.get(field, "") for field in report.FACT_FIELDS},
+        "truncated": sorted(summary.truncated),
+        "dump_size": summary.dump_size,
+        "url": urls.report(summary.id),
+    }
+
+
+def _min_id(*ids: str | None) -> str | None:
+    present = [i for i in ids if i is not None]
+    return min(present) if present else None
+
+
+def _older(
+    reports: ReportStore, query: Query, before: str | None, match: Callable[..., bool]
+) -> _Scan:
+    """Up to per_page matches older than `before`, newest first; peeks one past them."""
+    upper, lower = query.id_range()
+    filtered = bool(query.fields)
+    # Unfiltered pages need only per_page + 1 keys: ask for no more, the answer is smaller.
+    page_size = LIST_PAGE if filtered else query.per_page + 1
+    scan = _Scan(rows=[])
+    for summary in reports.iter_newest(_min_id(before, upper), lower, page_size):
+        if len(scan.rows) == query.per_page:
+            scan.more_older = True
+            break
+        if filtered and scan.scanned == SCAN_BUDGET:
+            scan.complete, scan.more_older = False, True
+            break
+        scan.scanned += 1
+        scan.stopped_at = summary.id
+        if match(summary):
+            scan.rows.append(summary)
+    if scan.complete:
+        scan.stopped_at = None
+    scan.newest = before is None
+    return scan
+
+
+def _newer(
+    reports: ReportStore, query: Query, after: str, match: Callable[..., bool]
+) -> _Scan:
+    """The per_page matches just newer than `after`, newest first.
+
+    S3 lists newest first only, so this lists time bands above the cursor (1 s, then
+    16 times wider each step) until a page is full or a band reaches the newest
+    report. With no more than a page of newer matches, the answer is the first page.
+    """
+    upper, _ = query.id_range()
+    kept: list[ReportSummary] = []  # matches between the cursor and the last band
+    low = after
+    width = FIRST_BAND_MS
+    scanned = 0
+    last_id = after
+    cursor_ms = int(after[:11], 16)
+    now_ms = int(time.time() * 1000)
+    while True:
+        top_ms = cursor_ms + width
+        final = top_ms > now_ms + 60_000  # the band reaches now (with clock skew to spare)
+        high = upper if final else _min_id(upper, f"{top_ms:011x}00000")
+        final = final or (upper is not None and high == upper)
+        band: collections.deque[ReportSummary] = collections.deque(maxlen=query.per_page)
+        found = 0
+        for summary in reports.iter_newest(high, low, LIST_PAGE):
+            if query.fields and scanned == SCAN_BUDGET:
+                # Out of budget mid-band: show this band's matches down to here and
+                # continue older from here, so no match is skipped either way.
+                return _Scan(rows=list(band), scanned=scanned, complete=False,
+                             stopped_at=last_id, more_older=True)
+            scanned += 1
+            last_id = summary.id
+            if match(summary):
+                band.append(summary)
+                found += 1
+        if final and found + len(kept) <= query.per_page:
+            first = _older(reports, query, None, match)
+            first.scanned += scanned
+            return first
+        need = query.per_page - len(kept)
+        kept = list(band)[len(band) - min(need, len(band)):] + kept
+        if final or len(kept) >= query.per_page:
+            return _Scan(rows=kept, scanned=scanned, more_older=True)
+        low = f"{int(high, 16) - 1:016x}"
+        width *= BAND_GROWTH
+
+
+# -- totals -------------------------------------------------------------------------
+
+_counts: weakref.WeakKeyDictionary[ReportStore, tuple[float, int | None]] = (
+    weakref.WeakKeyDictionary()
+)
+_counts_lock = threading.Lock()
+
+
+def stored_count(reports: ReportStore) -> int | None:
+    """How many reports the pruner counted at its last run, or None without a summary.
+
+    Read at most every SUMMARY_SECONDS per store: it changes once per pruning run.
+    """
+    now = time.monotonic()
+    with _counts_lock:
+        cached = _counts.get(reports)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    try:
+        summary = reports.get_summary()
+    except (StoreError, ValueError) as error:  # unreadable: show no total
+        summary = {"error": str(error)}
+    count = summary.get("reports") if isinstance(summary, dict) else None
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        count = None
+    with _counts_lock:
+        _counts[reports] = (now + SUMMARY_SECONDS, count)
+    return count
+
+
+# -- one report ---------------------------------------------------------------------
+
+
+def report_page(reports: ReportStore, report_id: str, urls: Urls) -> dict[str, Any]:
+    """Everything stored about one report, with download links. Raises ReportNotFound."""
+    meta = reports.get(report_id).meta
+    return describe(meta, report_id, urls)
+
+
+def describe(meta: Mapping[str, Any], report_id: str, urls: Urls) -> dict[str, Any]:
+    """The report page's dict from its metadata JSON."""
+    dump = meta.get("dump") or {}
+    twin = urls.as_html() if urls.api else urls.as_api()
+    return {
+        "id": report_id,
+        "received_at": meta.get("received_at", report.isoformat(report.report_time(report_id))),
+        "facts": {f: str((meta.get("facts") or {}).get(f, "")) for f in report.FACT_FIELDS},
+        "annotations": dict(sorted((meta.get("annotations") or {}).items())),
+        "query": dict(sorted((meta.get("query") or {}).items())),
+        "server": {
+            "id": report_id,
+            "received_at": meta.get("received_at", ""),
+            "user_agent": meta.get("user_agent", ""),
+            "crashpad_uuid": meta.get("crashpad_uuid", ""),
+            "schema": meta.get("schema", ""),
+        },
+        "dump": {
+            "filename": dump.get("filename", ""),
+            "size": dump.get("size", 0),
+            "sha256": dump.get("sha256", ""),
+            "url": urls.dump(report_id),
+            "download_name": f"{report_id}.dmp",
+        },
+        "attachments": [
+            {
+                "index": index,
+                "name": item.get("name", ""),
+                "field": item.get("field", ""),
+                "size": item.get("size", 0),
+                "sha256": item.get("sha256", ""),
+                "url": urls.attachment(report_id, index),
+                "download_name": bundle.safe_filename(item.get("name", ""), "attachment"),
+            }
+            for index, item in enumerate(meta.get("attachments") or [])
+        ],
+        "bundle": {"name": bundle.name_for(meta), "url": urls.bundle(report_id)},
+        # Fields later versions add (crash facts, for one) show up without a code change.
+        "other": {k: v for k, v in sorted(meta.items()) if k not in _META_FIELDS},
+        "links": {
+            "self": urls.report(report_id),
+            "alternate": twin.report(report_id),
+            "index": urls.index(),
+        },
+    }
+
+
+def attachment_index(value: str) -> int:
+    """The attachment number from a URL; anything but a small number is not found."""
+    if not value.isdigit() or len(value) > 4:
+        raise ReportNotFound(f"attachment {value}")
+    return int(value)
+
+
+def attachment_filename(stored: StoredReport, index: int) -> str:
+    attachments = stored.attachments
+    name = attachments[index].get("name", "") if 0 <= index < len(attachments) else ""
+    return bundle.safe_filename(str(name), "attachment")
