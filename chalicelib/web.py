@@ -33,8 +33,15 @@ ERROR_STATUS: list[tuple[type[BaseException], int]] = [
 ]
 
 
+# Event key under which the local WSGI server passes a large body as a stream.
+BODY_STREAM = "bodyStream"
+
+
 def body(request: Request) -> BinaryIO:
     """The raw request body as a stream (already base64-decoded by Chalice)."""
+    stream = request.to_original_event().get(BODY_STREAM)
+    if stream is not None:
+        return stream
     raw = request.raw_body or b""
     return io.BytesIO(raw if isinstance(raw, bytes) else raw.encode())
 

@@ -4,7 +4,8 @@
 chunked bodies, so the local run puts the same `app` behind waitress instead: this
 adapter turns a WSGI request into the API Gateway proxy event Lambda would get and the
 handler's answer back into a WSGI response. Unlike `chalice local` it passes the body
-as bytes (no base64 round trip) and keeps `app.current_request` per thread.
+as bytes (no base64 round trip), or as a stream when large so that a 100 MB dump
+is never held in memory, and keeps `app.current_request` per thread.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ from typing import Any
 from chalice import Chalice
 from chalice.local import RouteMatcher
 
+from chalicelib import web
+
 StartResponse = Callable[..., Any]
+INLINE_BODY_BYTES = 1024 * 1024  # larger bodies reach web.body() as a stream
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
             405: "Method Not Allowed", 413: "Payload Too Large", 415: "Unsupported Media Type",
             500: "Internal Server Error", 503: "Service Unavailable"}
@@ -73,7 +77,9 @@ class ChaliceWSGI:
         length = int(environ.get("CONTENT_LENGTH") or 0)
         if length > self.max_body_bytes:
             return self._reply(start_response, 413, {}, b"body too large\n")
-        body = environ["wsgi.input"].read(length) if length else b""
+        stream = environ["wsgi.input"]
+        inline = length <= INLINE_BODY_BYTES
+        body = stream.read(length) if inline and length else b""
         event = {
             "requestContext": {
                 "httpMethod": environ["REQUEST_METHOD"],
@@ -90,6 +96,8 @@ class ChaliceWSGI:
             "body": body,
             "isBase64Encoded": False,
         }
+        if not inline:
+            event[web.BODY_STREAM] = _Limited(stream, length)
         answer = self.app(event, None)
         payload = answer.get("body") or b""
         if answer.get("isBase64Encoded"):
@@ -125,3 +133,19 @@ def _headers(environ: dict[str, Any]) -> dict[str, str]:
         if environ.get(key):
             found[key.replace("_", "-").lower()] = environ[key]
     return found
+
+
+class _Limited:
+    """Read at most `length` bytes of the WSGI input."""
+
+    def __init__(self, stream: Any, length: int) -> None:
+        self.stream = stream
+        self.left = length
+
+    def read(self, size: int = -1) -> bytes:
+        if self.left <= 0:
+            return b""
+        size = self.left if size < 0 else min(size, self.left)
+        data = self.stream.read(size)
+        self.left -= len(data)
+        return data
