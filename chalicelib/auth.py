@@ -51,18 +51,20 @@ def hash_password(
 
 
 def _parse_hash(encoded: str) -> tuple[int, bytes, bytes]:
+    parts = encoded.split("$")
+    if len(parts) != 4:
+        raise ValueError(f"not a {ALGORITHM}$iterations$salt$hash value")
+    algorithm, iterations, salt, digest = parts
+    if algorithm != ALGORITHM:
+        raise ValueError(f"unknown algorithm {algorithm!r}, expected {ALGORITHM}")
+    if not iterations.isdigit() or int(iterations) < 1:
+        raise ValueError("iterations must be a positive number")
     try:
-        algorithm, iterations, salt, digest = encoded.split("$")
-        if algorithm != ALGORITHM:
-            raise ValueError(f"unknown algorithm {algorithm!r}")
-        rounds = int(iterations)
-        if rounds < 1:
-            raise ValueError("iterations must be positive")
-        return rounds, base64.b64decode(salt, validate=True), base64.b64decode(
+        return int(iterations), base64.b64decode(salt, validate=True), base64.b64decode(
             digest, validate=True
         )
-    except (ValueError, binascii.Error) as error:
-        raise ValueError(f"not a {ALGORITHM}$iterations$salt$hash value: {error}") from None
+    except binascii.Error:
+        raise ValueError("salt and hash must be base64") from None
 
 
 def verify_password(password: str, encoded: str) -> bool:
@@ -70,6 +72,9 @@ def verify_password(password: str, encoded: str) -> bool:
     iterations, salt, expected = _parse_hash(encoded)
     actual = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
     return hmac.compare_digest(actual, expected)
+
+
+_HOW = "set VIEWER_USERS to user:hash, the hash from `python -m chalicelib.auth hash`"
 
 
 def parse_users(spec: str) -> dict[str, str]:
@@ -81,17 +86,16 @@ def parse_users(spec: str) -> dict[str, str]:
             continue
         user, sep, encoded = entry.partition(":")
         if not sep or not user:
-            raise ViewerNotConfigured("VIEWER_USERS entries must read user:hash")
+            raise ViewerNotConfigured(f"viewer login misconfigured: {_HOW}")
         try:
             _parse_hash(encoded)
         except ValueError as error:
-            raise ViewerNotConfigured(f"VIEWER_USERS entry for {user!r}: {error}") from None
+            raise ViewerNotConfigured(
+                f"viewer login misconfigured ({user}: {error}): {_HOW}"
+            ) from None
         users[user] = encoded
     if not users:
-        raise ViewerNotConfigured(
-            "viewer login not configured: set VIEWER_USERS to user:hash "
-            "(hash from `python -m chalicelib.auth hash`)"
-        )
+        raise ViewerNotConfigured(f"viewer login not configured: {_HOW}")
     return users
 
 

@@ -26,8 +26,9 @@ _IN_MEMORY = 8 * 1024 * 1024
 
 
 def safe_filename(name: str, fallback: str = "unknown", limit: int = 100) -> str:
-    """`name` cut down to [A-Za-z0-9._-], no leading dots or dashes, never empty."""
-    cleaned = _UNSAFE.sub("_", name).replace("..", "_").lstrip(".-")[:limit]
+    """`name` cut down to [A-Za-z0-9._-]: no "..", no dot, dash or _ at either end."""
+    cleaned = _UNSAFE.sub("_", name).replace("..", "_")
+    cleaned = re.sub("_{2,}", "_", cleaned).strip("._-")[:limit].rstrip("._-")
     return cleaned or fallback
 
 

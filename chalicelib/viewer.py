@@ -95,6 +95,13 @@ class Query:
                 active[name] = value.isoformat()
         return active
 
+    def kept(self) -> dict[str, str]:
+        """What every link from the page carries along: the filters and the page size."""
+        carried = self.filters()
+        if self.per_page != PER_PAGE:
+            carried["per_page"] = str(self.per_page)
+        return carried
+
     def id_range(self) -> tuple[str | None, str | None]:
         """(older_than, newer_than) ids for the date range: UTC days, both inclusive."""
         older_than = newer_than = None
@@ -241,27 +248,27 @@ def index_page(reports: ReportStore, query: Query, urls: Urls) -> dict[str, Any]
         scan = _older(reports, query, query.before, match)
         offset = query.offset if query.before else 0
     rows = scan.rows
-    filters = query.filters()
+    filters, kept = query.filters(), query.kept()
     first_page = scan.newest or (query.before is None and query.after is None)
     links: dict[str, str | None] = {
-        "self": urls.index(filters, before=query.before, after=query.after, offset=query.offset),
-        "newest": urls.index(filters),
+        "self": urls.index(kept, before=query.before, after=query.after, offset=query.offset),
+        "newest": urls.index(kept),
         "newer": None,
         "older": None,
         "continue": None,
     }
     if not first_page:
         top = rows[0].id if rows else (query.before or query.after)
-        links["newer"] = urls.index(filters, after=top, offset=offset)
+        links["newer"] = urls.index(kept, after=top, offset=offset)
     if not scan.complete:
         links["continue"] = urls.index(
-            filters, before=scan.stopped_at, offset=offset + len(rows)
+            kept, before=scan.stopped_at, offset=offset + len(rows)
         )
     elif scan.more_older and rows:
-        links["older"] = urls.index(filters, before=rows[-1].id, offset=offset + len(rows))
+        links["older"] = urls.index(kept, before=rows[-1].id, offset=offset + len(rows))
     twin = urls.as_html() if urls.api else urls.as_api()
     links["alternate"] = twin.index(
-        filters, before=query.before, after=query.after, offset=query.offset
+        kept, before=query.before, after=query.after, offset=query.offset
     )
     total = None if query.filtered else stored_count(reports)
     if total is not None:
@@ -369,10 +376,25 @@ def _newer(
             return first
         need = query.per_page - len(kept)
         kept = list(band)[len(band) - min(need, len(band)):] + kept
-        if final or len(kept) >= query.per_page:
+        if final or found > need:
             return _Scan(rows=kept, scanned=scanned, more_older=True)
+        if found == need:  # full, but are there newer matches above this band?
+            newest = not _any_newer(reports, query, kept[0].id, match)
+            return _Scan(rows=kept, scanned=scanned, more_older=True, newest=newest)
         low = f"{int(high, 16) - 1:016x}"
         width *= BAND_GROWTH
+
+
+def _any_newer(
+    reports: ReportStore, query: Query, than: str, match: Callable[..., bool]
+) -> bool:
+    """Whether a match newer than `than` exists (True when the scan budget runs out)."""
+    upper, _ = query.id_range()
+    page_size = LIST_PAGE if query.fields else 1
+    for scanned, summary in enumerate(reports.iter_newest(upper, than, page_size)):
+        if scanned == SCAN_BUDGET or match(summary):
+            return True
+    return False
 
 
 # -- totals -------------------------------------------------------------------------
@@ -397,7 +419,9 @@ def stored_count(reports: ReportStore) -> int | None:
         summary = reports.get_summary()
     except (StoreError, ValueError) as error:  # unreadable: show no total
         summary = {"error": str(error)}
-    count = summary.get("reports") if isinstance(summary, dict) else None
+    count = None
+    if isinstance(summary, dict):
+        count = summary.get("total_reports", summary.get("reports"))
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
         count = None
     with _counts_lock:
