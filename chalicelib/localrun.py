@@ -61,6 +61,11 @@ def run_schedule(prune: object, minutes: int, stop: threading.Event) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=".local-data", help="where the embedded S3 keeps data")
+    parser.add_argument(
+        "--external-s3", action="store_true",
+        help="use the S3 at AWS_ENDPOINT_URL_S3 (or AWS) instead of starting SeaweedFS",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address the servers listen on")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     cfg = config.load()
@@ -68,24 +73,31 @@ def main() -> None:
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    s3 = SeaweedServer(Path(args.data) / "s3", cfg.bucket, cfg.local_s3_port).start()
-    os.environ["AWS_ENDPOINT_URL_S3"] = s3.endpoint
+    s3: SeaweedServer | None = None
+    if args.external_s3:
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3", "AWS S3")
+    else:
+        s3 = SeaweedServer(Path(args.data) / "s3", cfg.bucket, cfg.local_s3_port).start()
+        endpoint = os.environ["AWS_ENDPOINT_URL_S3"] = s3.endpoint
     import app as application  # after the endpoint is set: the store reads it on first use
 
     stop = threading.Event()
     try:
-        servers = serve(application.app, cfg)
-    except OSError as error:
-        s3.stop()
-        raise SystemExit(f"cannot listen: {error}") from None
+        application.reports().check_bucket()
+        servers = serve(application.app, cfg, args.host)
+    except Exception as error:
+        if s3 is not None:
+            s3.stop()
+        raise SystemExit(f"cannot start: {error}") from None
     prune = getattr(application, "prune", None)
     if prune is not None:
         threading.Thread(
             target=run_schedule, args=(prune, cfg.prune_rate_minutes, stop), daemon=True
         ).start()
-    print(f"S3 (SeaweedFS)  {s3.endpoint}  bucket {cfg.bucket}, data in {s3.data_dir}")
-    print(f"submit          http://127.0.0.1:{cfg.submit_port}/submit")
-    print(f"viewer          http://127.0.0.1:{cfg.reports_port}/")
+    where = f", data in {s3.data_dir}" if s3 is not None else ""
+    print(f"S3              {endpoint}  bucket {cfg.bucket}{where}")
+    print(f"submit          http://{args.host}:{cfg.submit_port}/submit")
+    print(f"viewer          http://{args.host}:{cfg.reports_port}/")
     if not cfg.viewer_users:
         print("viewer login    none set, so the viewer refuses to serve. Set one with:\n"
               "  export VIEWER_USERS=\"admin:$(python -m chalicelib.auth hash)\"")
@@ -98,7 +110,8 @@ def main() -> None:
         stop.set()
         for server in servers:
             server.close()
-        s3.stop()
+        if s3 is not None:
+            s3.stop()
 
 
 if __name__ == "__main__":

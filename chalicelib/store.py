@@ -304,6 +304,14 @@ class ReportStore:
             ContentType="application/json",
         )
 
+    def check_bucket(self) -> None:
+        """Raise StoreError with a clear reason when the bucket cannot be reached."""
+        try:
+            self._retrying(time.monotonic() + self.retry_seconds, self.s3.head_bucket,
+                           Bucket=self.bucket)
+        except _NotFound:
+            raise StoreError(f"bucket {self.bucket!r} does not exist") from None
+
     # -- reading -------------------------------------------------------------------
 
     def get(self, report_id: str) -> StoredReport:
