@@ -1,0 +1,66 @@
+"""Deploy files, checked offline: compose files, Chalice config, CloudFormation template."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from chalicelib.config import SETTINGS
+
+ROOT = Path(__file__).resolve().parents[1]
+KNOWN = {s.name for s in SETTINGS} | {
+    "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"}
+
+
+class _CfnLoader(yaml.SafeLoader):
+    pass
+
+
+for tag in ("!Ref", "!GetAtt", "!Sub"):
+    _CfnLoader.add_constructor(tag, lambda loader, node: loader.construct_scalar(node))
+
+
+@pytest.mark.parametrize("name", ["minio-compose.yml", "localstack-compose.yml"])
+def test_compose_file_runs_the_collector_against_its_s3(name: str) -> None:
+    compose = yaml.safe_load((ROOT / name).read_text())
+    collector = compose["services"]["collector"]
+    assert collector["build"] == "."
+    env = collector["environment"]
+    assert set(env) <= KNOWN, set(env) - KNOWN
+    endpoint = env["AWS_ENDPOINT_URL_S3"]
+    host = re.match(r"http://([^:]+):\d+", endpoint)[1]
+    assert host in compose["services"], f"{endpoint} names no service"
+    assert env["REPORTS_BUCKET"] == "crash-reports"
+    assert "8080:8080" in collector["ports"]
+    assert "127.0.0.1:8081:8081" in collector["ports"]  # the viewer is not published openly
+    for dependency in collector["depends_on"]:
+        assert dependency in compose["services"]
+    for volume in compose["services"].get("localstack", {}).get("volumes", []):
+        assert (ROOT / volume.split(":")[0]).exists()
+
+
+def test_dockerfile_serves_against_external_s3() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    assert '"--external-s3"' in text and "requirements.txt" in text
+
+
+def test_chalice_config_uses_known_settings_and_a_least_privilege_policy() -> None:
+    cfg = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    assert set(cfg["environment_variables"]) <= KNOWN
+    stage = cfg["stages"]["dev"]
+    policy = json.loads((ROOT / ".chalice" / stage["iam_policy_file"]).read_text())
+    actions = {a for statement in policy["Statement"] for a in statement["Action"]}
+    assert {"s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:ListBucket"} <= actions
+    assert not any(a.endswith("*") and a.startswith("s3") for a in actions)
+    assert stage["lambda_functions"]["prune"]["lambda_timeout"] == 900
+
+
+def test_bucket_template_blocks_public_access() -> None:
+    template = yaml.load((ROOT / "infra" / "bucket.yaml").read_text(), Loader=_CfnLoader)
+    bucket = template["Resources"]["ReportsBucket"]
+    assert bucket["Type"] == "AWS::S3::Bucket"
+    assert all(bucket["Properties"]["PublicAccessBlockConfiguration"].values())
