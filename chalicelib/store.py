@@ -174,7 +174,7 @@ class ReportStore:
             "s3",
             config=BotoConfig(
                 connect_timeout=3,
-                read_timeout=30,
+                read_timeout=15,  # a hung S3 must not outlast Crashpad's 60 s timeout
                 max_pool_connections=32,
                 retries={"total_max_attempts": 1, "mode": "standard"},
                 request_checksum_calculation="when_required",
