@@ -54,7 +54,7 @@ class _Upload:
 
     keys: list[str]
     size: int
-    newest: datetime.datetime
+    newest: float  # POSIX time of the newest part; a float is a third of a datetime
 
 
 @dataclasses.dataclass
@@ -129,10 +129,10 @@ def prune_to_limit(
         if upload is not None:
             item.parts_size, item.part_keys = upload.size, upload.keys
 
-    cutoff = now - datetime.timedelta(seconds=orphan_grace_seconds)
+    cutoff = now.timestamp() - orphan_grace_seconds
     in_progress_bytes = 0
     for upload in uploads.values():  # parts no report claims
-        if upload.newest < cutoff:
+        if upload.newest < cutoff:  # every part older than the grace period
             result.orphan_keys.extend(upload.keys)
             result.orphan_bytes += upload.size
         else:
@@ -173,27 +173,30 @@ def _scan(store: ReportStore, result: PruneResult) -> tuple[list[_Report], dict[
     """One pass over the listing: reports, parts grouped by claim, and the rest counted."""
     reports: list[_Report] = []
     uploads: dict[str, _Upload] = {}
+    facets: dict[tuple[str, ...], tuple[str, ...]] = {}  # one tuple per distinct combination
     for stored in store.iter_objects():
         result.objects_scanned += 1
         if stored.kind == "report" and stored.summary is not None:
             facts = stored.summary.facts
+            combination = tuple(facts.get(name, "") for name in FACETS)
             reports.append(
                 _Report(
                     id=stored.summary.id,
                     key=stored.key,
                     claim=stored.claim,
                     meta_size=stored.size,
-                    facets=tuple(sys.intern(facts.get(name, "")) for name in FACETS),
+                    facets=facets.setdefault(combination, combination),
                 )
             )
         elif stored.kind == "part":
+            modified = stored.last_modified.timestamp()
             upload = uploads.get(stored.claim)
             if upload is None:
-                uploads[stored.claim] = _Upload([stored.key], stored.size, stored.last_modified)
+                uploads[stored.claim] = _Upload([stored.key], stored.size, modified)
             else:
                 upload.keys.append(stored.key)
                 upload.size += stored.size
-                upload.newest = max(upload.newest, stored.last_modified)
+                upload.newest = max(upload.newest, modified)
         elif stored.kind == "other":
             result.other_keys += 1
     return reports, uploads
