@@ -144,7 +144,8 @@ def test_annotation_too_large() -> None:
 def test_two_dumps_rejected() -> None:
     body, headers, _ = forms.crashpad_form(gzip=False)
     boundary = headers["Content-Type"].split("boundary=")[1]
-    part = body[body.index(b'--' + boundary.encode() + b'\r\nContent-Disposition: form-data; name="upload_file_minidump"'):]
+    dump_header = b'\r\nContent-Disposition: form-data; name="upload_file_minidump"'
+    part = body[body.index(b"--" + boundary.encode() + dump_header):]
     doubled = body[: -len(f"--{boundary}--\r\n")] + part
     with pytest.raises(MalformedSubmission, match="more than one"):
         parse(doubled, headers)
