@@ -253,7 +253,10 @@ def main(argv: Iterable[str] | None = None) -> int:
     parser.add_argument("--max-mb", type=float, default=None,
                         help="size limit in MiB (default: MAX_REPORTS_SIZE_MB)")
     args = parser.parse_args(None if argv is None else list(argv))
-    cfg = config.load()
+    try:
+        cfg = config.load()
+    except config.ConfigError as error:
+        parser.error(str(error))
     if args.max_mb is not None and args.max_mb < 0:
         parser.error("--max-mb must not be negative")
     limit = cfg.max_reports_bytes if args.max_mb is None else int(args.max_mb * config.MIB)
