@@ -16,7 +16,7 @@ import threading
 import time
 import urllib.parse
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from chalicelib import bundle, report
@@ -258,7 +258,9 @@ def index_page(reports: ReportStore, query: Query, urls: Urls) -> dict[str, Any]
         "continue": None,
     }
     if not first_page:
-        top = rows[0].id if rows else (query.before or query.after)
+        # An empty page's newer page ends with its cursor: "after" is exclusive, so one less.
+        cursor = int(query.before or query.after or "0", 16)
+        top = rows[0].id if rows else f"{max(0, cursor - 1):016x}"
         links["newer"] = urls.index(kept, after=top, offset=offset)
     if not scan.complete:
         links["continue"] = urls.index(
@@ -322,13 +324,15 @@ def _older(
         if len(scan.rows) == query.per_page:
             scan.more_older = True
             break
-        if filtered and scan.scanned == SCAN_BUDGET:
-            scan.complete, scan.more_older = False, True
-            break
         scan.scanned += 1
         scan.stopped_at = summary.id
         if match(summary):
             scan.rows.append(summary)
+        if filtered and scan.scanned == SCAN_BUDGET:
+            # Stop before the listing asks for more keys; "more" is assumed, not peeked.
+            scan.more_older = True
+            scan.complete = len(scan.rows) == query.per_page
+            break
     if scan.complete:
         scan.stopped_at = None
     scan.newest = before is None
@@ -340,36 +344,102 @@ def _newer(
 ) -> _Scan:
     """The per_page matches just newer than `after`, newest first.
 
-    S3 lists newest first only, so this lists time bands above the cursor (1 s, then
-    16 times wider each step) until a page is full or a band reaches the newest
-    report. With no more than a page of newer matches, the answer is the first page.
+    S3 lists newest first only, so the page is found from above: see _newer_by_probes
+    and _newer_by_bands. With no more than a page of newer matches, the answer is the
+    first page.
     """
+    if query.fields:
+        return _newer_by_bands(reports, query, after, match)
+    return _newer_by_probes(reports, query, after, match)
+
+
+def _band_tops(query: Query, after: str) -> Iterator[tuple[str | None, bool]]:
+    """(top id, reaches the newest?) of bands above `after`: 1 s, then 16 times wider."""
     upper, _ = query.id_range()
-    kept: list[ReportSummary] = []  # matches between the cursor and the last band
-    low = after
-    width = FIRST_BAND_MS
-    scanned = 0
-    last_id = after
     cursor_ms = int(after[:11], 16)
     now_ms = int(time.time() * 1000)
+    width = FIRST_BAND_MS
     while True:
         top_ms = cursor_ms + width
-        final = top_ms > now_ms + 60_000  # the band reaches now (with clock skew to spare)
-        high = upper if final else _min_id(upper, f"{top_ms:011x}00000")
-        final = final or (upper is not None and high == upper)
+        final = top_ms > now_ms + 60_000  # past now, with clock skew between writers to spare
+        top = upper if final else _min_id(upper, f"{min(top_ms, 16**11 - 1):011x}00000")
+        yield top, final or (upper is not None and top == upper)
+        width *= BAND_GROWTH
+
+
+def _newer_by_probes(
+    reports: ReportStore, query: Query, after: str, match: Callable[..., bool]
+) -> _Scan:
+    """Unfiltered: probe small listings down to the cursor from ever higher tops.
+
+    A probe lists at most 4 * per_page keys below a top id (one small request). Tops
+    grow as time bands do until a probe holds more than a page; a top that holds too
+    many is bisected (over ids) with the last one that held few enough. Cost: one small
+    list request per probe, about log16(gap / 1 s) + a few.
+    """
+    limit = query.per_page
+    most = min(LIST_PAGE, 4 * limit)
+    _, lower = query.id_range()
+    floor = max(after, lower) if lower else after
+
+    def probe(top: str | None) -> list[ReportSummary] | None:
+        """The reports between the cursor and `top`, or None when `most` or more."""
+        found: list[ReportSummary] = []
+        for summary in reports.iter_newest(top, floor, most):
+            found.append(summary)
+            if len(found) == most:
+                return None
+        return found
+
+    low = floor  # invariant: probe(low) holds at most a page
+    for top, final in _band_tops(query, after):
+        rows = probe(top)
+        if rows is not None and len(rows) < limit and final:
+            return _older(reports, query, None, match)
+        if rows is not None and len(rows) <= limit and not final:
+            # Exactly a page may still have newer reports above: look higher first.
+            low = top or low
+            continue
+        from_top, high = rows is not None, int(top or "f" * 16, 16)
+        while rows is None:  # too many below `high`: bisect between low and high
+            middle = f"{(int(low, 16) + high) // 2:016x}"
+            rows = probe(middle)
+            if rows is None:
+                high = int(middle, 16)
+            elif len(rows) < limit:
+                low, rows = middle, None
+        newest = final and from_top and len(rows) == limit
+        return _Scan(rows=rows[len(rows) - limit:], scanned=len(rows), more_older=True,
+                     newest=newest)
+    raise AssertionError("unreachable: the last band is final")
+
+
+def _newer_by_bands(
+    reports: ReportStore, query: Query, after: str, match: Callable[..., bool]
+) -> _Scan:
+    """Filtered: list whole time bands above the cursor, nearest first, keeping matches.
+
+    Each band's listing asks for about 16 times the keys the previous band held (100
+    to 1,000 a request), and all bands together examine at most SCAN_BUDGET keys.
+    """
+    _, lower = query.id_range()
+    kept: list[ReportSummary] = []  # matches between the cursor and the last band
+    low = max(after, lower) if lower else after
+    scanned, page_size = 0, 100
+    for high, final in _band_tops(query, after):
         band: collections.deque[ReportSummary] = collections.deque(maxlen=query.per_page)
-        found = 0
-        for summary in reports.iter_newest(high, low, LIST_PAGE):
-            if query.fields and scanned == SCAN_BUDGET:
-                # Out of budget mid-band: show this band's matches down to here and
-                # continue older from here, so no match is skipped either way.
-                return _Scan(rows=list(band), scanned=scanned, complete=False,
-                             stopped_at=last_id, more_older=True)
+        found = in_band = 0
+        for summary in reports.iter_newest(high, low, page_size):
             scanned += 1
-            last_id = summary.id
+            in_band += 1
             if match(summary):
                 band.append(summary)
                 found += 1
+            if scanned == SCAN_BUDGET:
+                # Out of budget mid-band: show this band's matches down to here and
+                # continue older from here, so no match is skipped either way.
+                return _Scan(rows=list(band), scanned=scanned, complete=False,
+                             stopped_at=summary.id, more_older=True)
         if final and found + len(kept) <= query.per_page:
             first = _older(reports, query, None, match)
             first.scanned += scanned
@@ -381,8 +451,10 @@ def _newer(
         if found == need:  # full, but are there newer matches above this band?
             newest = not _any_newer(reports, query, kept[0].id, match)
             return _Scan(rows=kept, scanned=scanned, more_older=True, newest=newest)
+        assert high is not None  # a band that is not final has a top
         low = f"{int(high, 16) - 1:016x}"
-        width *= BAND_GROWTH
+        page_size = max(100, min(LIST_PAGE, in_band * BAND_GROWTH + 50))
+    raise AssertionError("unreachable: the last band is final")
 
 
 def _any_newer(
@@ -390,9 +462,8 @@ def _any_newer(
 ) -> bool:
     """Whether a match newer than `than` exists (True when the scan budget runs out)."""
     upper, _ = query.id_range()
-    page_size = LIST_PAGE if query.fields else 1
-    for scanned, summary in enumerate(reports.iter_newest(upper, than, page_size)):
-        if scanned == SCAN_BUDGET or match(summary):
+    for scanned, summary in enumerate(reports.iter_newest(upper, than, LIST_PAGE), 1):
+        if match(summary) or scanned == SCAN_BUDGET:
             return True
     return False
 
