@@ -15,6 +15,7 @@ import json
 import random
 import urllib.parse
 import zipfile
+from pathlib import Path
 
 import pytest
 import requests
@@ -658,3 +659,14 @@ def test_with_a_tiny_scan_budget_continuing_still_finds_every_match_once(
             break
         query = query_of(following)
     assert found == expected
+
+
+def test_every_viewer_route_is_documented() -> None:
+    import app as application
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "viewer.md").read_text()
+    for path in application.app.routes:
+        if path in ("/submit", "/"):
+            continue
+        documented = path.replace("{report_id}", "<id>").replace("{index}", "<n>")
+        assert f"`{documented}" in text, path
