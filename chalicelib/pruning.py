@@ -155,8 +155,8 @@ def prune_to_limit(
 
     if not dry_run:
         # Every commit marker goes in the same or an earlier batch than any part, so a
-        # failed batch leaves parts without a report (orphans, removed later), not a
-        # listed report whose dump is gone.
+        # failed batch leaves parts without a report (orphans, removed later) rather
+        # than a listed report whose dump is gone.
         keys = [item.key for item in deleted]
         keys += [key for item in deleted for key in item.part_keys]
         keys += result.orphan_keys
