@@ -232,7 +232,10 @@ class _Matcher:
         if not needs_read:
             return True
         self.confirmed += 1
-        facts = self.reports.get(summary.id).meta.get("facts", {})
+        try:
+            facts = self.reports.get(summary.id).meta.get("facts", {})
+        except ReportNotFound:  # pruned since the listing
+            return False
         return all(facts.get(field, "") == wanted for field, wanted in self.fields)
 
 
