@@ -55,6 +55,7 @@ SUMMARY = "summary.json"
 FACT_KEY_CHARS = 96
 DELETE_BATCH = 1000
 LIST_PAGE = 1000
+SMALL_PART_BYTES = 1024 * 1024
 _MAX_ID = 2**64 - 1
 _REPORT_KEY = re.compile(r"^(?P<inv>[0-9a-f]{16})~(?P<claim>[0-9a-f]{32})~(?P<facts>[^/]*)\.json$")
 _PART_KEY = re.compile(r"^(?P<claim>[0-9a-f]{32})\.(?P<kind>dmp|a(?P<index>\d{2})\.[^/]*)$")
@@ -277,6 +278,9 @@ class ReportStore:
     def _put_file(
         self, key: str, part: FilePart, report_id: str | None = None, exclusive: bool = True
     ) -> None:
+        # Small parts go as bytes: botocore sends any file-like body with
+        # "Expect: 100-continue", a round trip per PUT that only pays off for large ones.
+        body: Any = part.read() if part.size <= SMALL_PART_BYTES else part.content
         part.content.seek(0)
         extra: dict[str, Any] = {}
         if report_id is not None:
@@ -286,7 +290,7 @@ class ReportStore:
         self.s3.put_object(
             Bucket=self.bucket,
             Key=key,
-            Body=part.content,
+            Body=body,
             ContentLength=part.size,
             ContentType="application/octet-stream",
             **extra,
