@@ -40,6 +40,8 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, BinaryIO, TypeVar
 
 import boto3
+import botocore.session
+import botocore.utils
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -117,6 +119,17 @@ class StoredReport:
         return list(self.meta.get("attachments", []))
 
 
+def parse_timestamp(value: str) -> datetime.datetime:
+    """S3 timestamps, the ISO 8601 ones of listings parsed fast.
+
+    botocore's general parser costs about 70 us a key: most of a listing page's time.
+    """
+    try:
+        return datetime.datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return botocore.utils.parse_timestamp(value)
+
+
 def inverted(report_id: str) -> str:
     return f"{_MAX_ID - int(report_id, 16):016x}"
 
@@ -171,7 +184,11 @@ class ReportStore:
 
     @classmethod
     def from_config(cls, cfg: Config) -> ReportStore:
-        client = boto3.client(
+        session = botocore.session.get_session()
+        session.get_component("response_parser_factory").set_parser_defaults(
+            timestamp_parser=parse_timestamp
+        )
+        client = boto3.Session(botocore_session=session).client(
             "s3",
             config=BotoConfig(
                 connect_timeout=3,
