@@ -16,8 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-import boto3
 from botocore.config import Config as BotoConfig
+
+from chalicelib import store
 
 # weed mini's listeners, each given a port so none falls back to a default.
 _PORT_FLAGS = (
@@ -74,8 +75,7 @@ class SeaweedServer:
         return self
 
     def client(self) -> object:
-        return boto3.client(
-            "s3",
+        return store.s3_client(
             endpoint_url=self.endpoint,
             aws_access_key_id="local",
             aws_secret_access_key="local",  # noqa: S106 (weed mini runs without auth)

@@ -130,6 +130,15 @@ def parse_timestamp(value: str) -> datetime.datetime:
         return botocore.utils.parse_timestamp(value)
 
 
+def s3_client(**kwargs: Any) -> Any:
+    """A boto3 S3 client whose listings parse timestamps with parse_timestamp."""
+    session = botocore.session.get_session()
+    session.get_component("response_parser_factory").set_parser_defaults(
+        timestamp_parser=parse_timestamp
+    )
+    return boto3.Session(botocore_session=session).client("s3", **kwargs)
+
+
 def inverted(report_id: str) -> str:
     return f"{_MAX_ID - int(report_id, 16):016x}"
 
@@ -184,12 +193,7 @@ class ReportStore:
 
     @classmethod
     def from_config(cls, cfg: Config) -> ReportStore:
-        session = botocore.session.get_session()
-        session.get_component("response_parser_factory").set_parser_defaults(
-            timestamp_parser=parse_timestamp
-        )
-        client = boto3.Session(botocore_session=session).client(
-            "s3",
+        client = s3_client(
             config=BotoConfig(
                 connect_timeout=3,
                 read_timeout=15,  # a hung S3 must not outlast Crashpad's 60 s timeout
