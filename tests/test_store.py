@@ -29,7 +29,7 @@ def submission(received_at=None, **kwargs):
 
 def test_put_stores_dump_attachments_and_metadata_byte_exact(backend) -> None:
     store = backend.store()
-    dump = forms.fixture_dump("windows-x86_64-sentry-native-access-violation.dmp")
+    dump = forms.fixture_dump("windows-x86-breakpad-access-violation.dmp")
     annotations = {"platform": "win64", "client_sha": "c" * 40, "jamicore_sha": "j" * 40,
                    "build_id": "b-17", "prod": "Jami", "ver": "2.0", "x": "<script>'\"\n"}
     with submission(annotations=annotations, dump=dump,
