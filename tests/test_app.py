@@ -89,3 +89,15 @@ def test_other_methods_are_405(submit_client, method: str) -> None:
     response = client.http.request(method, "/submit", body=b"", headers={})
     assert response.status_code == 405
     assert backend.keys() == []
+
+
+def test_storage_down_past_the_retry_budget_is_503_with_a_reason(app_env, moto_backend,
+                                                                  monkeypatch) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")
+    application = app_env(moto_backend, STORAGE_RETRY_SECONDS="0.5")
+    body, headers, query = forms.crashpad_form()
+    with Client(application.app) as client:
+        response = post(client, body, headers, query)
+    assert response.status_code == 503
+    assert response.body.decode().startswith("storage unavailable")
+    assert moto_backend.keys() == []
