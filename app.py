@@ -62,12 +62,20 @@ def report_page(report_id):
     return pages.html("report.html", viewer.report_page(reports(), report_id, urls), urls)
 
 
+def too_big_to_send(size: int) -> bool:
+    limit = settings().download_redirect_bytes
+    return 0 < limit < size
+
+
 @app.route("/reports/{report_id}/dump")
 @web.translate_errors
 def report_dump(report_id):
     login()
-    with reports().open_dump(reports().get(report_id)) as dump:
-        return pages.download(dump.read(), f"{report_id}.dmp")
+    stored, name = reports().get(report_id), f"{report_id}.dmp"
+    if too_big_to_send(stored.meta["dump"]["size"]):
+        return pages.redirect(reports().download_url(stored, None, name))
+    with reports().open_dump(stored) as dump:
+        return pages.download(dump.read(), name)
 
 
 @app.route("/reports/{report_id}/attachments/{index}")
@@ -75,8 +83,11 @@ def report_dump(report_id):
 def report_attachment(report_id, index):
     login()
     stored, number = reports().get(report_id), viewer.attachment_index(index)
+    name = viewer.attachment_filename(stored, number)
+    if too_big_to_send(viewer.attachment_meta(stored, number)["size"]):
+        return pages.redirect(reports().download_url(stored, number, name))
     with reports().open_attachment(stored, number) as content:
-        return pages.download(content.read(), viewer.attachment_filename(stored, number))
+        return pages.download(content.read(), name)
 
 
 @app.route("/reports/{report_id}/bundle")

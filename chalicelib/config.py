@@ -63,6 +63,12 @@ SETTINGS = (
         "Viewer logins, `user:hash` pairs separated by commas; hashes from "
         "`python -m chalicelib.auth hash`. Empty: the viewer refuses to serve.",
     ),
+    Setting(
+        "DOWNLOAD_REDIRECT_MB",
+        "0",
+        "Viewer downloads larger than this (MiB) answer 302 to a 5-minute presigned S3 URL;"
+        " 0: never. Set 4 on Lambda, whose responses stop at 6 MB.",
+    ),
     Setting("SUBMIT_SERVER_PORT", "8080", "Local run: port of the submit server."),
     Setting("REPORTS_SERVER_PORT", "8081", "Local run: port of the viewer."),
     Setting("LOCAL_S3_PORT", "8333", "Local run: port of the embedded S3 server."),
@@ -87,6 +93,7 @@ class Config:
     prune_rate_minutes: int
     orphan_grace_seconds: int
     viewer_users: str
+    download_redirect_bytes: int
     submit_port: int
     reports_port: int
     local_s3_port: int
@@ -125,6 +132,7 @@ class Config:
             prune_rate_minutes=int(number("PRUNE_RATE_MINUTES", int, 1)),
             orphan_grace_seconds=int(number("ORPHAN_GRACE_MINUTES", float) * 60),
             viewer_users=raw["VIEWER_USERS"],
+            download_redirect_bytes=int(number("DOWNLOAD_REDIRECT_MB", float) * MIB),
             submit_port=int(number("SUBMIT_SERVER_PORT", int, 1)),
             reports_port=int(number("REPORTS_SERVER_PORT", int, 1)),
             local_s3_port=int(number("LOCAL_S3_PORT", int, 1)),

@@ -116,6 +116,12 @@ def download(
     return Response(body=data, status_code=200, headers=headers)
 
 
+def redirect(url: str) -> Response:
+    """Send the browser elsewhere for a download (a presigned URL that expires soon)."""
+    return Response(body="", status_code=302,
+                    headers={"Location": url, "Cache-Control": "no-store"})
+
+
 def _translate(render_error: Callable[[int, str, dict[str, str]], Response]) -> Callable:
     def decorator(view: Callable[..., Response]) -> Callable[..., Response]:
         @functools.wraps(view)

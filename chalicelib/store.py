@@ -368,6 +368,31 @@ class ReportStore:
         name = attachment_key_name(index, attachments[index]["name"])
         return self._open(self._part_key(stored.claim, name))
 
+    def download_url(
+        self, stored: StoredReport, attachment: int | None, filename: str, seconds: int = 300
+    ) -> str:
+        """A presigned GET of the dump (attachment None) or an attachment, saved as filename.
+
+        For downloads too large to pass through the app (Lambda answers at most 6 MB).
+        """
+        if attachment is None:
+            key = self._part_key(stored.claim, "dmp")
+        elif 0 <= attachment < len(stored.attachments):
+            name = attachment_key_name(attachment, stored.attachments[attachment]["name"])
+            key = self._part_key(stored.claim, name)
+        else:
+            raise ReportNotFound(f"{stored.id} attachment {attachment}")
+        return self.s3.generate_presigned_url(
+            "get_object",
+            Params={
+                "Bucket": self.bucket,
+                "Key": key,
+                "ResponseContentDisposition": f'attachment; filename="{filename}"',
+                "ResponseContentType": "application/octet-stream",
+            },
+            ExpiresIn=seconds,
+        )
+
     def get_summary(self) -> dict[str, Any] | None:
         try:
             deadline = time.monotonic() + self.retry_seconds

@@ -566,6 +566,13 @@ def attachment_index(value: str) -> int:
     return int(value)
 
 
+def attachment_meta(stored: StoredReport, index: int) -> dict[str, Any]:
+    """The metadata entry of attachment `index`; raises ReportNotFound past the end."""
+    if not 0 <= index < len(stored.attachments):
+        raise ReportNotFound(f"{stored.id} attachment {index}")
+    return stored.attachments[index]
+
+
 def attachment_filename(stored: StoredReport, index: int) -> str:
     attachments = stored.attachments
     name = attachments[index].get("name", "") if 0 <= index < len(attachments) else ""
