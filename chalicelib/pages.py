@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import functools
 import json as jsonlib
-import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,6 @@ from chalice.app import Request
 from chalicelib import web
 from chalicelib.viewer import Urls
 
-log = logging.getLogger(__name__)
 
 TEMPLATES = Path(__file__).parent / "templates"
 # Private pages: never cached, never framed, no script, styles only from the page itself.
@@ -122,26 +120,6 @@ def redirect(url: str) -> Response:
                     headers={"Location": url, "Cache-Control": "no-store"})
 
 
-def _translate(render_error: Callable[[int, str, dict[str, str]], Response]) -> Callable:
-    def decorator(view: Callable[..., Response]) -> Callable[..., Response]:
-        @functools.wraps(view)
-        def wrapper(*args: Any, **kwargs: Any) -> Response:
-            try:
-                return view(*args, **kwargs)
-            except Exception as error:
-                status = web.status_for(error)
-                if status is None:
-                    raise
-                if status >= 500:
-                    log.error("%s: %s", type(error).__name__, error)
-                headers = dict(getattr(error, "headers", None) or {})
-                return render_error(status, web.error_message(error), headers)
-
-        return wrapper
-
-    return decorator
-
-
 def _error_page(status: int, message: str, headers: dict[str, str]) -> Response:
     context = {"status": status, "message": message}
     return html("error.html", context, Urls(), status, headers)
@@ -151,7 +129,7 @@ def _error_json(status: int, message: str, headers: dict[str, str]) -> Response:
     return json({"status": status, "error": message}, status, headers)
 
 
-html_errors = _translate(_error_page)
+html_errors = web.translating(_error_page)
 html_errors.__doc__ = "Turn domain exceptions into error.html with their status."
-json_errors = _translate(_error_json)
+json_errors = web.translating(_error_json)
 json_errors.__doc__ = 'Turn domain exceptions into {"status", "error"} JSON.'

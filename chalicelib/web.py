@@ -80,19 +80,36 @@ def error_message(error: BaseException) -> str:
     return " ".join(str(reason).split())[:300] or type(error).__name__
 
 
-def translate_errors(view: Callable[..., Response]) -> Callable[..., Response]:
-    """Turn the domain's exceptions into one-line text replies with their status."""
+ErrorRenderer = Callable[[int, str, dict[str, str]], Response]
 
-    @functools.wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Response:
-        try:
-            return view(*args, **kwargs)
-        except Exception as error:
-            status = status_for(error)
-            if status is None:
-                raise
-            if status >= 500:
-                log.error("%s: %s", type(error).__name__, error)
-            return text(error_message(error) + "\n", status, getattr(error, "headers", None))
 
-    return wrapper
+def translating(render_error: ErrorRenderer) -> Callable[[Callable[..., Response]], Callable]:
+    """A view decorator that renders the domain's exceptions with render_error.
+
+    render_error(status, one-line message, extra headers) builds the reply; exceptions
+    that ERROR_STATUS does not know propagate (Chalice answers 500).
+    """
+
+    def decorator(view: Callable[..., Response]) -> Callable[..., Response]:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Response:
+            try:
+                return view(*args, **kwargs)
+            except Exception as error:
+                status = status_for(error)
+                if status is None:
+                    raise
+                if status >= 500:
+                    log.error("%s: %s", type(error).__name__, error)
+                headers = dict(getattr(error, "headers", None) or {})
+                return render_error(status, error_message(error), headers)
+
+        return wrapper
+
+    return decorator
+
+
+translate_errors = translating(
+    lambda status, message, headers: text(message + "\n", status, headers)
+)
+translate_errors.__doc__ = "Turn the domain's exceptions into one-line text replies."
