@@ -11,6 +11,7 @@ is never held in memory, and keeps `app.current_request` per thread.
 from __future__ import annotations
 
 import base64
+import http
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterable
@@ -23,9 +24,6 @@ from chalicelib import web
 
 StartResponse = Callable[..., Any]
 INLINE_BODY_BYTES = 1024 * 1024  # larger bodies reach web.body() as a stream
-_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
-            405: "Method Not Allowed", 413: "Payload Too Large", 415: "Unsupported Media Type",
-            500: "Internal Server Error", 503: "Service Unavailable"}
 
 
 def make_thread_safe(app: Chalice) -> None:
@@ -120,7 +118,7 @@ class ChaliceWSGI:
             for item in value if isinstance(value, list) else [value]:
                 pairs.append((name, str(item)))
         pairs.append(("Content-Length", str(len(payload))))
-        start_response(f"{status} {_REASONS.get(status, 'Status')}", pairs)
+        start_response(f"{status} {http.HTTPStatus(status).phrase}", pairs)
         return [payload]
 
 
