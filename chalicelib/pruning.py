@@ -131,8 +131,10 @@ def prune_to_limit(
 
     cutoff = now.timestamp() - orphan_grace_seconds
     in_progress_bytes = 0
-    for upload in uploads.values():  # parts no report claims
-        if upload.newest < cutoff:  # every part older than the grace period
+    for claim, upload in uploads.items():  # parts no report claims
+        # Every part older than the grace period, and still so now: a retry resuming
+        # this claim since the listing rewrote its dump first (one HEAD per orphan).
+        if upload.newest < cutoff and not _refreshed(store, claim, cutoff):
             result.orphan_keys.extend(upload.keys)
             result.orphan_bytes += upload.size
         else:
@@ -167,6 +169,11 @@ def prune_to_limit(
     result.duration_ms = round((time.monotonic() - started) * 1000)
     log.info(result.as_log_line())
     return result
+
+
+def _refreshed(store: ReportStore, claim: str, cutoff: float) -> bool:
+    modified = store.dump_modified(claim)
+    return modified is not None and modified.timestamp() >= cutoff
 
 
 def _scan(store: ReportStore, result: PruneResult) -> tuple[list[_Report], dict[str, _Upload]]:

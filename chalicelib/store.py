@@ -60,9 +60,10 @@ LIST_PAGE = 1000
 SMALL_PART_BYTES = 1024 * 1024
 _MAX_ID = 2**64 - 1
 _REPORT_KEY = re.compile(r"^(?P<inv>[0-9a-f]{16})~(?P<claim>[0-9a-f]{32})~(?P<facts>[^/]*)\.json$")
-_PART_KEY = re.compile(r"^(?P<claim>[0-9a-f]{32})\.(?P<kind>dmp|a(?P<index>\d{2})\.[^/]*)$")
+_PART_KEY = re.compile(r"^(?P<claim>[0-9a-f]{32})\.(?P<kind>dmp|a(?P<index>\d{2,})\.[^/]*)$")
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
-_RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
+# 409: a conditional PUT raced another write of the same key (S3 asks to retry it).
+_RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
 T = TypeVar("T")
 
 
@@ -229,6 +230,12 @@ class ReportStore:
             if self._find_report_key(earlier_id, deadline) is not None:
                 return earlier_id
             report_id, claim = earlier_id, earlier_claim
+            # Rewrite the old dump so its age says "upload in progress": the pruner must
+            # not take this claim's parts for an orphan's while the report commits.
+            self._retrying(
+                deadline, self._put_file, self._part_key(claim, "dmp"), submission.dump,
+                report_id, False,
+            )
         for index, part in enumerate(submission.attachments):
             key = self._part_key(claim, attachment_key_name(index, part.filename or part.field))
             self._retrying(deadline, self._put_file, key, part)
@@ -282,6 +289,17 @@ class ReportStore:
                 self._retrying(deadline, self._put_file, key, dump, report_id, False)
             return None
         return owner, claim
+
+    def dump_modified(self, claim: str) -> datetime.datetime | None:
+        """When the claim's dump was last written, or None if it has none."""
+        try:
+            head = self._retrying(
+                time.monotonic() + self.retry_seconds, self.s3.head_object,
+                Bucket=self.bucket, Key=self._part_key(claim, "dmp"),
+            )
+        except _NotFound:
+            return None
+        return head["LastModified"]
 
     def _claimed_id(self, claim: str, deadline: float) -> str | None:
         try:
@@ -511,18 +529,15 @@ class ReportStore:
         match = _REPORT_KEY.match(item["Key"][len(self.prefix) + len(REPORTS):])
         if match is None:
             return None
-        encoded = match["facts"].split("~")
-        if len(encoded) != len(report.FACT_FIELDS) + 1:
-            return None
+        # Tolerant past <inv>~<claim>~: a key written with other FACT_FIELDS is still
+        # its report (else the pruner would take its parts for an orphan's).
+        *encoded, size = match["facts"].split("~")
         facts, truncated = {}, set()
-        for field, value in zip(report.FACT_FIELDS, encoded, strict=False):
-            facts[field], cut = _decode_fact(value)
+        for index, field in enumerate(report.FACT_FIELDS):
+            facts[field], cut = _decode_fact(encoded[index] if index < len(encoded) else "")
             if cut:
                 truncated.add(field)
-        try:
-            dump_size = int(encoded[-1])
-        except ValueError:
-            return None
+        dump_size = int(size) if size.isdigit() else 0
         return ReportSummary(
             id=f"{_MAX_ID - int(match['inv'], 16):016x}",
             key=item["Key"],
@@ -554,9 +569,9 @@ class ReportStore:
                 status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
                 code = error.response.get("Error", {}).get("Code", "")
                 if status == 412 or code == "PreconditionFailed":
-                    raise _PreconditionFailed() from None
+                    raise _PreconditionFailed(f"S3 precondition failed: {error}") from None
                 if status == 404 or code in ("NoSuchKey", "404", "NotFound"):
-                    raise _NotFound() from None
+                    raise _NotFound(f"S3 object or bucket not found: {error}") from None
                 if status not in _RETRYABLE_STATUS and code not in ("SlowDown", "RequestTimeout"):
                     raise StoreError(f"S3 {code or status}: {error}") from error
                 failure: Exception = error
@@ -570,10 +585,10 @@ class ReportStore:
             time.sleep(pause)
 
 
-class _PreconditionFailed(Exception):
+class _PreconditionFailed(StoreError):
     pass
 
 
-class _NotFound(Exception):
+class _NotFound(StoreError):
     pass
 

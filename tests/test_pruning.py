@@ -530,3 +530,30 @@ def test_documented_command_runs_as_a_module(seaweed_backend) -> None:
     assert f"would delete report {sent[0].id}" in done.stdout.splitlines()
     assert json.loads(done.stdout.splitlines()[-1])["reports_deleted"] == 2
     assert listing(seaweed_backend) == before
+
+
+def test_a_report_with_over_100_attachments_goes_whole(moto_backend) -> None:
+    store = moto_backend.store()
+    many = {f"f{i:03d}.log": b"x" for i in range(105)}
+    put_report(store, 1, T0, attachments=many)
+    assert len(moto_backend.keys()) == 1 + 1 + 105
+    result = pruning.prune_to_limit(store, 0, HOUR, now=T0)
+    assert result.reports_deleted == 1
+    assert moto_backend.keys() == [moto_backend.prefix + "summary.json"]
+
+
+def test_a_report_key_with_other_facts_keeps_its_parts(moto_backend) -> None:
+    """A key written with another FACT_FIELDS is still a report: its dump is no orphan."""
+    store = moto_backend.store()
+    sent = put_report(store, 1, T0)
+    old_key = next(k for k in moto_backend.keys() if "/reports/" in k)
+    inv, claim, *_ = old_key.rsplit("/", 1)[1].split("~")
+    fewer_facts_key = f"{moto_backend.prefix}reports/{inv}~{claim}~Jami~1%2E0~1500.json"
+    moto_backend.client.copy_object(Bucket=moto_backend.bucket, Key=fewer_facts_key,
+                                    CopySource={"Bucket": moto_backend.bucket, "Key": old_key})
+    moto_backend.client.delete_object(Bucket=moto_backend.bucket, Key=old_key)
+    result = pruning.prune_to_limit(store, 10 * MIB, 0, now=T0 + datetime.timedelta(days=9))
+    assert result.orphans_removed == 0 and result.reports_deleted == 0
+    assert_stored_whole(store, sent)
+    summary = next(iter(store.iter_newest()))
+    assert summary.facts["product"] == "Jami" and summary.facts["guid"] == ""

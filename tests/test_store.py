@@ -6,12 +6,14 @@ import datetime
 import hashlib
 import io
 import json
+import time
 import uuid
 
 import pytest
+from botocore.exceptions import ClientError
 
 from chalicelib import report
-from chalicelib.store import ReportNotFound, ReportStore, StoreUnavailable, inverted
+from chalicelib.store import ReportNotFound, ReportStore, StoreError, StoreUnavailable, inverted
 from chalicelib.submission import Limits, parse_submission
 from tests.testlib import forms
 
@@ -182,3 +184,49 @@ def test_unreachable_storage_raises_unavailable_after_the_budget(aws_env) -> Non
 def test_inverted_order() -> None:
     assert inverted("0000000000000000") == "ffffffffffffffff"
     assert inverted("1a213eb976185d19") > inverted("1a213eb976185d1a")
+
+
+def test_a_conditional_write_conflict_is_retried(moto_backend) -> None:
+    """S3 answers 409 ConditionalRequestConflict to racing conditional PUTs: retry it."""
+    store = moto_backend.store()
+    real_put = moto_backend.client.put_object
+    conflicts = []
+
+    def put_object(**kwargs):
+        if kwargs.get("IfNoneMatch") and not conflicts:
+            conflicts.append(kwargs["Key"])
+            raise ClientError({"Error": {"Code": "ConditionalRequestConflict"},
+                               "ResponseMetadata": {"HTTPStatusCode": 409}}, "PutObject")
+        return real_put(**kwargs)
+
+    class Client:
+        def __getattr__(self, name):
+            return put_object if name == "put_object" else getattr(moto_backend.client, name)
+
+    store.s3 = Client()
+    with submission() as sub:
+        report_id = store.put(sub)
+    assert conflicts and store.get(report_id).meta["id"] == report_id
+
+
+def test_resuming_a_dead_attempt_rewrites_its_dump_first(backend) -> None:
+    """So the pruner sees the claim's parts as young while the retry commits."""
+    store = backend.store()
+    guid, report_uuid = str(uuid.uuid4()), str(uuid.uuid4())
+    with submission(guid=guid, report_uuid=report_uuid) as sub:
+        store.put(sub)
+    meta_key = next(k for k in backend.keys() if "/reports/" in k)
+    backend.client.delete_object(Bucket=backend.bucket, Key=meta_key)
+    claim = meta_key.rsplit("/", 1)[1].split("~")[1]
+    before = store.dump_modified(claim)
+    time.sleep(1.1)  # S3 times have one-second resolution
+    with submission(guid=guid, report_uuid=report_uuid) as retry:
+        store.put(retry)
+    assert store.dump_modified(claim) > before
+
+
+def test_a_missing_bucket_is_a_store_error(moto_backend) -> None:
+    store = moto_backend.store(prefix="")
+    store.bucket = "no-such-bucket"
+    with submission() as sub, pytest.raises(StoreError, match="not found"):
+        store.put(sub)
