@@ -4,7 +4,9 @@ import functools
 
 from chalice import Chalice, Rate
 
-from chalicelib import auth, bundle, config, pages, pruning, store, submission, viewer, web
+from chalicelib import (
+    auth, bundle, config, pages, pruning, report, store, submission, viewer, web,
+)
 
 app = Chalice(app_name="crash-collector")
 app.api.binary_types.extend(["multipart/form-data", "application/zip"])
@@ -34,8 +36,8 @@ def submit():
     request = app.current_request
     with submission.parse_submission(
         web.body(request), web.headers(request), web.query(request), submission_limits()
-    ) as report:
-        return web.text(reports().put(report))  # 200 only once the bucket holds it
+    ) as sent:
+        return web.text(reports().put(sent))  # 200 only once the bucket holds it
 
 
 # -- the viewer: private, every route logs in first ----------------------------------
@@ -63,6 +65,7 @@ def report_page(report_id):
 
 
 def too_big_to_send(size: int) -> bool:
+    """Over DOWNLOAD_REDIRECT_MB: redirect to S3, or refuse what cannot be redirected."""
     limit = settings().download_redirect_bytes
     return 0 < limit < size
 
@@ -95,6 +98,8 @@ def report_attachment(report_id, index):
 def report_bundle(report_id):
     login()
     stored = reports().get(report_id)
+    if too_big_to_send(report.total_size(stored.meta)):
+        raise web.TooLargeToSend("bundle too large to send here: download its parts one by one")
     with bundle.build(reports(), stored) as archive:
         return pages.download(archive.read(), bundle.name_for(stored.meta), "application/zip")
 

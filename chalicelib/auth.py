@@ -17,6 +17,7 @@ import binascii
 import getpass
 import hashlib
 import hmac
+import logging
 import secrets
 import sys
 import threading
@@ -74,6 +75,7 @@ def verify_password(password: str, encoded: str) -> bool:
     return hmac.compare_digest(actual, expected)
 
 
+log = logging.getLogger(__name__)
 _HOW = "set VIEWER_USERS to user:hash, the hash from `python -m chalicelib.auth hash`"
 
 
@@ -90,9 +92,8 @@ def parse_users(spec: str) -> dict[str, str]:
         try:
             _parse_hash(encoded)
         except ValueError as error:
-            raise ViewerNotConfigured(
-                f"viewer login misconfigured ({user}: {error}): {_HOW}"
-            ) from None
+            log.error("VIEWER_USERS entry for %r: %s", user, error)  # names stay in the log
+            raise ViewerNotConfigured(f"viewer login misconfigured ({error}): {_HOW}") from None
         users[user] = encoded
     if not users:
         raise ViewerNotConfigured(f"viewer login not configured: {_HOW}")

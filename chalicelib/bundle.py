@@ -67,11 +67,3 @@ def build(reports: ReportStore, stored: StoredReport) -> IO[bytes]:
 def attachment_entry(index: int, name: str) -> str:
     """Where attachment `index` goes in the zip; the number keeps equal names apart."""
     return f"{ATTACHMENTS_DIR}{index:02d}-{safe_filename(name, 'attachment')}"
-
-
-def entry_names(meta: Mapping[str, Any]) -> list[str]:
-    """The names build() writes, in order."""
-    attachments = meta.get("attachments") or []
-    return [DUMP_NAME, META_NAME] + [
-        attachment_entry(index, str(item.get("name", ""))) for index, item in enumerate(attachments)
-    ]

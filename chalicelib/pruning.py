@@ -212,8 +212,7 @@ def _scan(store: ReportStore, result: PruneResult) -> tuple[list[_Report], dict[
 def build_summary(kept: Sequence[_Report], now: datetime.datetime) -> dict[str, Any]:
     """The viewer's totals: count, bytes, counts per product/version/platform and UTC day.
 
-    `newest_id` lets the viewer add reports committed after this run by listing only
-    the reports newer than it.
+    `newest_id` marks where this run's listing began: reports above it came later.
     """
     by_facet = {name: collections.Counter[str]() for name in FACETS}
     by_day: collections.Counter[str] = collections.Counter()

@@ -90,7 +90,6 @@ class ReportSummary:
     truncated: frozenset[str]
     dump_size: int
     meta_size: int
-    last_modified: datetime.datetime | None = None
 
     @property
     def received_at(self) -> datetime.datetime:
@@ -546,7 +545,6 @@ class ReportStore:
             truncated=frozenset(truncated),
             dump_size=dump_size,
             meta_size=int(item.get("Size", 0)),
-            last_modified=item.get("LastModified"),
         )
 
     # -- keys and retries ----------------------------------------------------------

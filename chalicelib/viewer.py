@@ -34,7 +34,7 @@ MAX_PER_PAGE = 100
 # Keys one filtered page may examine before it shows what it found and offers to
 # continue: 5 list requests.
 SCAN_BUDGET = 5 * LIST_PAGE
-FILTER_FIELDS = ("product", "version", "platform", "build_id", "client_sha", "jamicore_sha", "guid")
+FILTER_FIELDS = report.FACT_FIELDS
 DATE_FIELDS = ("since", "until")
 # A "newer" page looks for reports in time bands above its cursor, 1 s wide at first
 # and 16 times wider each step (S3 lists in one direction only).
@@ -561,7 +561,7 @@ def describe(meta: Mapping[str, Any], report_id: str, urls: Urls) -> dict[str, A
 
 def attachment_index(value: str) -> int:
     """The attachment number from a URL; anything but a small number is not found."""
-    if not value.isdigit() or len(value) > 4:
+    if not (value.isascii() and value.isdigit()) or len(value) > 4:
         raise ReportNotFound(f"attachment {value}")
     return int(value)
 

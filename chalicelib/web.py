@@ -19,6 +19,10 @@ from chalicelib import auth, store, submission, viewer
 
 log = logging.getLogger(__name__)
 
+class TooLargeToSend(Exception):
+    """A download larger than this deployment can answer (Lambda stops at 6 MB)."""
+
+
 # Most specific first: subclasses before their bases.
 ERROR_STATUS: list[tuple[type[BaseException], int]] = [
     (submission.SubmissionTooLarge, 413),
@@ -30,6 +34,7 @@ ERROR_STATUS: list[tuple[type[BaseException], int]] = [
     (store.ReportNotFound, 404),
     (store.StoreUnavailable, 503),
     (store.StoreError, 503),
+    (TooLargeToSend, 501),
 ]
 
 

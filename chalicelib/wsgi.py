@@ -66,7 +66,7 @@ class ChaliceWSGI:
         self.matcher = RouteMatcher([r for r in app.routes if allow(r)])
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        path = urllib.parse.unquote(environ.get("PATH_INFO", "") or "/")
+        path = environ.get("PATH_INFO", "") or "/"  # already percent-decoded by the server
         query = environ.get("QUERY_STRING", "")
         try:
             match = self.matcher.match_route(path)

@@ -42,3 +42,13 @@ def test_no_redirect_by_default(app_env, moto_backend) -> None:
         report_id = client.http.post("/submit", body=body, headers=headers).body.decode()
         response = client.http.get(f"/reports/{report_id}/dump", headers=LOGIN)
     assert response.status_code == 200 and len(response.body) == 64 * 1024
+
+
+def test_a_bundle_too_large_to_send_is_refused_with_a_reason(app_env, moto_backend) -> None:
+    application = app_env(moto_backend, VIEWER_USERS=USERS, DOWNLOAD_REDIRECT_MB="0.01")
+    body, headers, query = forms.crashpad_form(dump=forms.fake_dump(64 * 1024))
+    with Client(application.app) as client:
+        report_id = client.http.post("/submit", body=body, headers=headers).body.decode()
+        response = client.http.get(f"/reports/{report_id}/bundle", headers=LOGIN)
+    assert response.status_code == 501
+    assert b"download its parts one by one" in response.body
