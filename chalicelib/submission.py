@@ -128,8 +128,7 @@ def parse_submission(
         if not minidump.has_signature(dump.content.read(4)):
             raise MalformedSubmission("dump is not a minidump (no MDMP signature)")
     except SubmissionRejected:
-        for part in files:
-            part.close()
+        _discard(files, None)
         raise
     stem = dump.filename[:-4] if dump.filename.lower().endswith(".dmp") else ""
     query = query or {}
