@@ -66,6 +66,7 @@ def test_unusable_configuration_refuses_to_serve(spec: str, reason: str) -> None
     with pytest.raises(auth.ViewerNotConfigured, match=re.escape(reason)) as raised:
         auth.require_viewer(basic("admin", PASSWORD), spec)
     assert "set VIEWER_USERS" in str(raised.value)
+    assert "admin" not in str(raised.value)  # shown before any login: no user names
 
 
 def test_several_users_each_with_their_own_password() -> None:

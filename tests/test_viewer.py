@@ -23,7 +23,7 @@ from bs4 import BeautifulSoup
 from chalice.test import Client
 
 from chalicelib import auth, bundle, report, submission, viewer
-from chalicelib.store import ReportStore
+from chalicelib.store import ReportNotFound, ReportStore
 from tests.conftest import Backend
 from tests.testlib import forms
 
@@ -363,6 +363,19 @@ def test_a_value_cut_in_the_key_is_confirmed_from_the_metadata(view) -> None:
     assert row_ids(soup) == [other]
     assert soup.select_one(f"tr#r-{other} td[data-field=build_id]").get_text().endswith("…")
     assert row_ids(view.page("/?build_id=build-x")) == [short]
+    # A cut value cannot filter exactly: its cell links to the report, whose page has the
+    # full value and a filter link that finds it.
+    cell_link = soup.select_one(f"tr#r-{other} td[data-field=build_id] a")["href"]
+    assert cell_link.endswith(f"/reports/{other}")
+    report = view.page(cell_link)
+    full_link = report.select_one("div[data-field=build_id] a")["href"]
+    assert row_ids(view.page(full_link)) == [other]
+
+
+def test_odd_attachment_numbers_are_not_found() -> None:
+    for value in ["²", "١", "-1", "1e3", "99999", ""]:
+        with pytest.raises(ReportNotFound):
+            viewer.attachment_index(value)
 
 
 def test_a_rare_match_is_searched_in_bounded_steps(moto_view, monkeypatch) -> None:
