@@ -557,3 +557,21 @@ def test_a_report_key_with_other_facts_keeps_its_parts(moto_backend) -> None:
     assert_stored_whole(store, sent)
     summary = next(iter(store.iter_newest()))
     assert summary.facts["product"] == "Jami" and summary.facts["guid"] == ""
+
+
+def test_an_orphan_whose_dump_was_rewritten_since_the_listing_is_kept(moto_backend,
+                                                                       monkeypatch) -> None:
+    """A retry resuming the claim rewrites its dump first; the pruner checks again."""
+    store = moto_backend.store()
+    put_report(store, 1, T0)
+    meta_key = next(k for k in moto_backend.keys() if "/reports/" in k)
+    moto_backend.client.delete_object(Bucket=moto_backend.bucket, Key=meta_key)
+    later = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=3)
+    parts = moto_backend.keys()
+    monkeypatch.setattr(store, "dump_modified", lambda claim: later)  # rewritten just now
+    result = pruning.prune_to_limit(store, 10 * MIB, HOUR, now=later)
+    assert result.orphans_removed == 0 and result.in_progress_uploads == 1
+    assert moto_backend.keys() == sorted(parts + [moto_backend.prefix + "summary.json"])
+    monkeypatch.undo()
+    result = pruning.prune_to_limit(store, 10 * MIB, HOUR, now=later)
+    assert result.orphans_removed == 2
