@@ -291,27 +291,22 @@ class ReportStore:
 
     def dump_modified(self, claim: str) -> datetime.datetime | None:
         """When the claim's dump was last written, or None if it has none."""
-        try:
-            head = self._retrying(
-                time.monotonic() + self.retry_seconds, self.s3.head_object,
-                Bucket=self.bucket, Key=self._part_key(claim, "dmp"),
-            )
-        except _NotFound:
-            return None
-        return head["LastModified"]
+        head = self._head_dump(claim, time.monotonic() + self.retry_seconds)
+        return None if head is None else head["LastModified"]
 
     def _claimed_id(self, claim: str, deadline: float) -> str | None:
+        head = self._head_dump(claim, deadline)
+        owner = "" if head is None else head.get("Metadata", {}).get("report-id", "")
+        return owner if report.is_report_id(owner) else None
+
+    def _head_dump(self, claim: str, deadline: float) -> dict[str, Any] | None:
         try:
-            head = self._retrying(
-                deadline,
-                self.s3.head_object,
-                Bucket=self.bucket,
+            return self._retrying(
+                deadline, self.s3.head_object, Bucket=self.bucket,
                 Key=self._part_key(claim, "dmp"),
             )
         except _NotFound:
             return None
-        owner = head.get("Metadata", {}).get("report-id", "")
-        return owner if report.is_report_id(owner) else None
 
     def _put_file(
         self, key: str, part: FilePart, report_id: str | None = None, exclusive: bool = True
@@ -375,15 +370,11 @@ class ReportStore:
 
     def open_dump(self, stored: StoredReport) -> BinaryIO:
         """A stream of the raw dump bytes (close it when done)."""
-        return self._open(self._part_key(stored.claim, "dmp"))
+        return self._open(self._stored_part_key(stored, None))
 
     def open_attachment(self, stored: StoredReport, index: int) -> BinaryIO:
         """A stream of attachment `index` (its position in meta['attachments'])."""
-        attachments = stored.attachments
-        if not 0 <= index < len(attachments):
-            raise ReportNotFound(f"{stored.id} attachment {index}")
-        name = attachment_key_name(index, attachments[index]["name"])
-        return self._open(self._part_key(stored.claim, name))
+        return self._open(self._stored_part_key(stored, index))
 
     def download_url(
         self, stored: StoredReport, attachment: int | None, filename: str, seconds: int = 300
@@ -392,18 +383,11 @@ class ReportStore:
 
         For downloads too large to pass through the app (Lambda answers at most 6 MB).
         """
-        if attachment is None:
-            key = self._part_key(stored.claim, "dmp")
-        elif 0 <= attachment < len(stored.attachments):
-            name = attachment_key_name(attachment, stored.attachments[attachment]["name"])
-            key = self._part_key(stored.claim, name)
-        else:
-            raise ReportNotFound(f"{stored.id} attachment {attachment}")
         return self.s3.generate_presigned_url(
             "get_object",
             Params={
                 "Bucket": self.bucket,
-                "Key": key,
+                "Key": self._stored_part_key(stored, attachment),
                 "ResponseContentDisposition": f'attachment; filename="{filename}"',
                 "ResponseContentType": "application/octet-stream",
             },
@@ -556,6 +540,15 @@ class ReportStore:
 
     def _part_key(self, claim: str, name: str) -> str:
         return f"{self.prefix}{PARTS}{claim}.{name}"
+
+    def _stored_part_key(self, stored: StoredReport, attachment: int | None) -> str:
+        """The dump's key (attachment None) or attachment N's; ReportNotFound past the end."""
+        if attachment is None:
+            return self._part_key(stored.claim, "dmp")
+        if not 0 <= attachment < len(stored.attachments):
+            raise ReportNotFound(f"{stored.id} attachment {attachment}")
+        name = attachment_key_name(attachment, stored.attachments[attachment]["name"])
+        return self._part_key(stored.claim, name)
 
     def _retrying(self, deadline: float, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run one S3 call, retrying transient failures with backoff until deadline."""

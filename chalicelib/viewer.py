@@ -574,6 +574,6 @@ def attachment_meta(stored: StoredReport, index: int) -> dict[str, Any]:
 
 
 def attachment_filename(stored: StoredReport, index: int) -> str:
-    attachments = stored.attachments
-    name = attachments[index].get("name", "") if 0 <= index < len(attachments) else ""
+    """The safe download name of attachment `index`; raises ReportNotFound past the end."""
+    name = attachment_meta(stored, index).get("name", "")
     return bundle.safe_filename(str(name), "attachment")
