@@ -31,21 +31,24 @@ import datetime
 import hashlib
 import json
 import logging
-import random
 import re
 import time
 import urllib.parse
-from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any, BinaryIO, TypeVar
-
-import boto3
-import botocore.session
-import botocore.utils
-from botocore.config import Config as BotoConfig
-from botocore.exceptions import BotoCoreError, ClientError
+from collections.abc import Iterator
+from typing import Any, BinaryIO
 
 from chalicelib import report
+from chalicelib.bucket import (  # noqa: F401  (errors re-exported for callers)
+    DELETE_BATCH,
+    LIST_PAGE,
+    Bucket,
+    NotFound,
+    PreconditionFailed,
+    StoreError,
+    StoreUnavailable,
+    default_client,
+    s3_client,
+)
 from chalicelib.config import Config
 from chalicelib.submission import FilePart, Submission
 
@@ -55,24 +58,11 @@ REPORTS = "reports/"
 PARTS = "parts/"
 SUMMARY = "summary.json"
 FACT_KEY_CHARS = 96
-DELETE_BATCH = 1000
-LIST_PAGE = 1000
 SMALL_PART_BYTES = 1024 * 1024
 _MAX_ID = 2**64 - 1
 _REPORT_KEY = re.compile(r"^(?P<inv>[0-9a-f]{16})~(?P<claim>[0-9a-f]{32})~(?P<facts>[^/]*)\.json$")
 _PART_KEY = re.compile(r"^(?P<claim>[0-9a-f]{32})\.(?P<kind>dmp|a(?P<index>\d{2,})\.[^/]*)$")
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
-# 409: a conditional PUT raced another write of the same key (S3 asks to retry it).
-_RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
-T = TypeVar("T")
-
-
-class StoreError(Exception):
-    """The bucket refused an operation for a reason retrying will not fix."""
-
-
-class StoreUnavailable(StoreError):
-    """The bucket kept failing for the whole retry budget."""
 
 
 class ReportNotFound(KeyError):
@@ -119,26 +109,6 @@ class StoredReport:
         return list(self.meta.get("attachments", []))
 
 
-def parse_timestamp(value: str) -> datetime.datetime:
-    """S3 timestamps, the ISO 8601 ones of listings parsed fast.
-
-    botocore's general parser costs about 70 us a key: most of a listing page's time.
-    """
-    try:
-        return datetime.datetime.fromisoformat(value)
-    except (TypeError, ValueError):
-        return botocore.utils.parse_timestamp(value)
-
-
-def s3_client(**kwargs: Any) -> Any:
-    """A boto3 S3 client whose listings parse timestamps with parse_timestamp."""
-    session = botocore.session.get_session()
-    session.get_component("response_parser_factory").set_parser_defaults(
-        timestamp_parser=parse_timestamp
-    )
-    return boto3.Session(botocore_session=session).client("s3", **kwargs)
-
-
 def inverted(report_id: str) -> str:
     return f"{_MAX_ID - int(report_id, 16):016x}"
 
@@ -175,39 +145,10 @@ def attachment_key_name(index: int, name: str) -> str:
     return f"a{index:02d}.{safe}"
 
 
-class ReportStore:
-    def __init__(
-        self,
-        s3_client: Any,
-        bucket: str,
-        prefix: str = "",
-        retry_seconds: float = 20.0,
-    ) -> None:
-        """Use a ready S3 client and bucket; from_config builds both from settings."""
-        self.s3 = s3_client
-        self.bucket = bucket
-        self.prefix = prefix
-        self.retry_seconds = retry_seconds
-        self.requests: Counter[str] = Counter()
-        s3_client.meta.events.register("before-call.s3", self._count_request)
-
+class ReportStore(Bucket):
     @classmethod
     def from_config(cls, cfg: Config) -> ReportStore:
-        client = s3_client(
-            config=BotoConfig(
-                connect_timeout=3,
-                read_timeout=15,  # a hung S3 must not outlast Crashpad's 60 s timeout
-                max_pool_connections=32,
-                retries={"total_max_attempts": 1, "mode": "standard"},
-                request_checksum_calculation="when_required",
-                response_checksum_validation="when_required",
-                s3={"addressing_style": "path"},
-            ),
-        )
-        return cls(client, cfg.bucket, cfg.prefix, cfg.storage_retry_seconds)
-
-    def _count_request(self, model: Any, **_: Any) -> None:
-        self.requests[model.name] += 1
+        return cls(default_client(), cfg.bucket, cfg.prefix, cfg.storage_retry_seconds)
 
     # -- writing -------------------------------------------------------------------
 
@@ -218,7 +159,7 @@ class ReportStore:
         the first attempt got. Storage errors are retried for retry_seconds, then
         StoreUnavailable is raised; nothing becomes visible until the metadata is in.
         """
-        deadline = time.monotonic() + self.retry_seconds
+        deadline = self.deadline()
         claim = claim_for(submission)
         report_id = report.new_report_id(submission.received_at)
         earlier = self._earlier_claim(submission, claim, deadline)
@@ -231,18 +172,18 @@ class ReportStore:
             report_id, claim = earlier_id, earlier_claim
             # Rewrite the old dump so its age says "upload in progress": the pruner must
             # not take this claim's parts for an orphan's while the report commits.
-            self._retrying(
+            self.retrying(
                 deadline, self._put_file, self._part_key(claim, "dmp"), submission.dump,
                 report_id, False,
             )
         for index, part in enumerate(submission.attachments):
             key = self._part_key(claim, attachment_key_name(index, part.filename or part.field))
-            self._retrying(deadline, self._put_file, key, part)
+            self.retrying(deadline, self._put_file, key, part)
         meta = report.describe(submission, report_id)
         body = json.dumps(meta, ensure_ascii=False, sort_keys=True).encode()
         key = self._report_key(report_id, claim, meta["facts"], submission.dump.size)
         try:
-            self._retrying(
+            self.retrying(
                 deadline,
                 self.s3.put_object,
                 Bucket=self.bucket,
@@ -251,7 +192,7 @@ class ReportStore:
                 ContentType="application/json",
                 IfNoneMatch="*",
             )
-        except _PreconditionFailed:
+        except PreconditionFailed:
             pass  # a concurrent retry of the same report committed it first
         return report_id
 
@@ -277,15 +218,15 @@ class ReportStore:
         """Write the dump under its claim; if the claim exists, return its (id, claim)."""
         key = self._part_key(claim, "dmp")
         try:
-            self._retrying(deadline, self._put_file, key, dump, report_id)
+            self.retrying(deadline, self._put_file, key, dump, report_id)
             return None
-        except _PreconditionFailed:
+        except PreconditionFailed:
             pass
         owner = self._claimed_id(claim, deadline)
         if owner is None or owner == report_id:
             # our own earlier attempt succeeded, or the claim vanished (pruned): retry
             if owner is None:
-                self._retrying(deadline, self._put_file, key, dump, report_id, False)
+                self.retrying(deadline, self._put_file, key, dump, report_id, False)
             return None
         return owner, claim
 
@@ -301,11 +242,11 @@ class ReportStore:
 
     def _head_dump(self, claim: str, deadline: float) -> dict[str, Any] | None:
         try:
-            return self._retrying(
+            return self.retrying(
                 deadline, self.s3.head_object, Bucket=self.bucket,
                 Key=self._part_key(claim, "dmp"),
             )
-        except _NotFound:
+        except NotFound:
             return None
 
     def _put_file(
@@ -330,24 +271,7 @@ class ReportStore:
         )
 
     def put_summary(self, summary: dict[str, Any]) -> None:
-        body = json.dumps(summary, sort_keys=True).encode()
-        deadline = time.monotonic() + self.retry_seconds
-        self._retrying(
-            deadline,
-            self.s3.put_object,
-            Bucket=self.bucket,
-            Key=self.prefix + SUMMARY,
-            Body=body,
-            ContentType="application/json",
-        )
-
-    def check_bucket(self) -> None:
-        """Raise StoreError with a clear reason when the bucket cannot be reached."""
-        try:
-            self._retrying(time.monotonic() + self.retry_seconds, self.s3.head_bucket,
-                           Bucket=self.bucket)
-        except _NotFound:
-            raise StoreError(f"bucket {self.bucket!r} does not exist") from None
+        self.put_json(SUMMARY, summary)
 
     # -- reading -------------------------------------------------------------------
 
@@ -355,16 +279,16 @@ class ReportStore:
         """The committed report's metadata; raises ReportNotFound."""
         if not report.is_report_id(report_id):
             raise ReportNotFound(report_id)
-        deadline = time.monotonic() + self.retry_seconds
+        deadline = self.deadline()
         found = self._find_report_key(report_id, deadline)
         if found is None:
             raise ReportNotFound(report_id)
         key, claim = found
         try:
-            body = self._retrying(
+            body = self.retrying(
                 deadline, self.s3.get_object, Bucket=self.bucket, Key=key
             )["Body"].read()
-        except _NotFound:
+        except NotFound:
             raise ReportNotFound(report_id) from None
         return StoredReport(id=report_id, meta=json.loads(body), claim=claim)
 
@@ -395,27 +319,20 @@ class ReportStore:
         )
 
     def get_summary(self) -> dict[str, Any] | None:
-        try:
-            deadline = time.monotonic() + self.retry_seconds
-            body = self._retrying(
-                deadline, self.s3.get_object, Bucket=self.bucket, Key=self.prefix + SUMMARY
-            )["Body"].read()
-        except _NotFound:
-            return None
-        return json.loads(body)
+        return self.get_json(SUMMARY)
 
     def _open(self, key: str) -> BinaryIO:
-        deadline = time.monotonic() + self.retry_seconds
+        deadline = self.deadline()
         try:
-            return self._retrying(deadline, self.s3.get_object, Bucket=self.bucket, Key=key)[
+            return self.retrying(deadline, self.s3.get_object, Bucket=self.bucket, Key=key)[
                 "Body"
             ]
-        except _NotFound:
+        except NotFound:
             raise ReportNotFound(key) from None
 
     def _find_report_key(self, report_id: str, deadline: float) -> tuple[str, str] | None:
         prefix = self.prefix + REPORTS + inverted(report_id) + "~"
-        page = self._retrying(
+        page = self.retrying(
             deadline, self.s3.list_objects_v2, Bucket=self.bucket, Prefix=prefix, MaxKeys=10
         )
         for item in page.get("Contents", []):
@@ -441,7 +358,7 @@ class ReportStore:
         if older_than is not None:
             start_after = self.prefix + REPORTS + inverted(older_than) + "~~"
         stop = inverted(newer_than) if newer_than is not None else None
-        for item in self._list(self.prefix + REPORTS, start_after, page_size):
+        for item in self.list_items(self.prefix + REPORTS, start_after, page_size):
             summary = self._parse_report_key(item)
             if summary is None:
                 continue
@@ -451,7 +368,7 @@ class ReportStore:
 
     def iter_objects(self) -> Iterator[StoredObject]:
         """Every key under the prefix, classified by the layout (for the pruner)."""
-        for item in self._list(self.prefix, None, LIST_PAGE):
+        for item in self.list_items(self.prefix):
             rest = item["Key"][len(self.prefix):]
             kind, claim, summary = "other", "", None
             if rest.startswith(REPORTS):
@@ -472,41 +389,6 @@ class ReportStore:
                 claim=claim,
                 summary=summary,
             )
-
-    def delete_keys(self, keys: Sequence[str]) -> int:
-        """Delete keys in batches of DELETE_BATCH (one request each); returns how many."""
-        deleted = 0
-        for start in range(0, len(keys), DELETE_BATCH):
-            batch = keys[start : start + DELETE_BATCH]
-            deadline = time.monotonic() + self.retry_seconds
-            answer = self._retrying(
-                deadline,
-                self.s3.delete_objects,
-                Bucket=self.bucket,
-                Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
-            )
-            errors = answer.get("Errors", [])
-            if errors:
-                raise StoreError(f"could not delete {len(errors)} keys, first: {errors[0]}")
-            deleted += len(batch)
-        return deleted
-
-    def _list(
-        self, prefix: str, start_after: str | None, page_size: int
-    ) -> Iterator[dict[str, Any]]:
-        token = None
-        while True:
-            args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": page_size}
-            if token:
-                args["ContinuationToken"] = token
-            elif start_after:
-                args["StartAfter"] = start_after
-            deadline = time.monotonic() + self.retry_seconds
-            page = self._retrying(deadline, self.s3.list_objects_v2, **args)
-            yield from page.get("Contents", [])
-            if not page.get("IsTruncated"):
-                return
-            token = page.get("NextContinuationToken")
 
     def _parse_report_key(self, item: dict[str, Any]) -> ReportSummary | None:
         match = _REPORT_KEY.match(item["Key"][len(self.prefix) + len(REPORTS):])
@@ -549,37 +431,4 @@ class ReportStore:
             raise ReportNotFound(f"{stored.id} attachment {attachment}")
         name = attachment_key_name(attachment, stored.attachments[attachment]["name"])
         return self._part_key(stored.claim, name)
-
-    def _retrying(self, deadline: float, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run one S3 call, retrying transient failures with backoff until deadline."""
-        attempt = 0
-        while True:
-            try:
-                return call(*args, **kwargs)
-            except ClientError as error:
-                status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-                code = error.response.get("Error", {}).get("Code", "")
-                if status == 412 or code == "PreconditionFailed":
-                    raise _PreconditionFailed(f"S3 precondition failed: {error}") from None
-                if status == 404 or code in ("NoSuchKey", "404", "NotFound"):
-                    raise _NotFound(f"S3 object or bucket not found: {error}") from None
-                if status not in _RETRYABLE_STATUS and code not in ("SlowDown", "RequestTimeout"):
-                    raise StoreError(f"S3 {code or status}: {error}") from error
-                failure: Exception = error
-            except BotoCoreError as error:
-                failure = error
-            attempt += 1
-            pause = min(2.0, 0.05 * 2**attempt) * (0.5 + random.random() / 2)
-            if time.monotonic() + pause > deadline:
-                raise StoreUnavailable(f"storage unavailable: {failure}") from failure
-            log.warning("S3 call failed (attempt %d), retrying: %s", attempt, failure)
-            time.sleep(pause)
-
-
-class _PreconditionFailed(StoreError):
-    pass
-
-
-class _NotFound(StoreError):
-    pass
 

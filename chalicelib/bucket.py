@@ -1,0 +1,190 @@
+"""One S3 bucket under a key prefix: retried calls, listings, batched deletes, JSON objects.
+
+The report store (store.py) and the crash store (crash_store.py) each own a part of
+the key layout; this is the S3 plumbing they share. Every call retries transient
+failures with backoff for retry_seconds, then raises StoreUnavailable; a missing key
+raises NotFound; any other refusal raises StoreError.
+
+IAM: s3:PutObject, s3:GetObject, s3:ListBucket, s3:DeleteObject on the bucket.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+import boto3
+import botocore.session
+import botocore.utils
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import BotoCoreError, ClientError
+
+log = logging.getLogger("store")
+
+DELETE_BATCH = 1000
+LIST_PAGE = 1000
+# 409: a conditional PUT raced another write of the same key (S3 asks to retry it).
+_RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
+T = TypeVar("T")
+
+
+class StoreError(Exception):
+    """The bucket refused an operation for a reason retrying will not fix."""
+
+
+class StoreUnavailable(StoreError):
+    """The bucket kept failing for the whole retry budget."""
+
+
+class PreconditionFailed(StoreError):
+    """A conditional write found the key already there."""
+
+
+class NotFound(StoreError):
+    """The key (or the bucket) does not exist."""
+
+
+def parse_timestamp(value: str) -> datetime.datetime:
+    """S3 timestamps, the ISO 8601 ones of listings parsed fast.
+
+    botocore's general parser costs about 70 us a key: most of a listing page's time.
+    """
+    try:
+        return datetime.datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return botocore.utils.parse_timestamp(value)
+
+
+def s3_client(**kwargs: Any) -> Any:
+    """A boto3 S3 client whose listings parse timestamps with parse_timestamp."""
+    session = botocore.session.get_session()
+    session.get_component("response_parser_factory").set_parser_defaults(
+        timestamp_parser=parse_timestamp
+    )
+    return boto3.Session(botocore_session=session).client("s3", **kwargs)
+
+
+def default_client() -> Any:
+    """The client the app uses: short timeouts, our own retries, path-style addressing."""
+    return s3_client(
+        config=BotoConfig(
+            connect_timeout=3,
+            read_timeout=15,  # a hung S3 must not outlast Crashpad's 60 s timeout
+            max_pool_connections=32,
+            retries={"total_max_attempts": 1, "mode": "standard"},
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            s3={"addressing_style": "path"},
+        ),
+    )
+
+
+class Bucket:
+    def __init__(
+        self, s3_client: Any, bucket: str, prefix: str = "", retry_seconds: float = 20.0
+    ) -> None:
+        """Use a ready S3 client and bucket; subclasses' from_config build both."""
+        self.s3 = s3_client
+        self.bucket = bucket
+        self.prefix = prefix
+        self.retry_seconds = retry_seconds
+        self.requests: Counter[str] = Counter()
+        s3_client.meta.events.register("before-call.s3", self._count_request)
+
+    def _count_request(self, model: Any, **_: Any) -> None:
+        self.requests[model.name] += 1
+
+    def deadline(self) -> float:
+        return time.monotonic() + self.retry_seconds
+
+    def check_bucket(self) -> None:
+        """Raise StoreError with a clear reason when the bucket cannot be reached."""
+        try:
+            self.retrying(self.deadline(), self.s3.head_bucket, Bucket=self.bucket)
+        except NotFound:
+            raise StoreError(f"bucket {self.bucket!r} does not exist") from None
+
+    def get_json(self, key: str) -> Any | None:
+        """The JSON object at key (under the prefix), or None when there is none."""
+        try:
+            body = self.retrying(
+                self.deadline(), self.s3.get_object, Bucket=self.bucket, Key=self.prefix + key
+            )["Body"].read()
+        except NotFound:
+            return None
+        return json.loads(body)
+
+    def put_json(self, key: str, value: Any) -> None:
+        self.put_bytes(key, json.dumps(value, sort_keys=True).encode(), "application/json")
+
+    def put_bytes(self, key: str, body: bytes, content_type: str) -> None:
+        self.retrying(
+            self.deadline(), self.s3.put_object, Bucket=self.bucket, Key=self.prefix + key,
+            Body=body, ContentType=content_type,
+        )
+
+    def list_items(
+        self, prefix: str, start_after: str | None = None, page_size: int = LIST_PAGE
+    ) -> Iterator[dict[str, Any]]:
+        """Listing entries of every key starting with prefix (a full key, prefix included),
+        lazily, one request of page_size keys at a time."""
+        token = None
+        while True:
+            args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": page_size}
+            if token:
+                args["ContinuationToken"] = token
+            elif start_after:
+                args["StartAfter"] = start_after
+            page = self.retrying(self.deadline(), self.s3.list_objects_v2, **args)
+            yield from page.get("Contents", [])
+            if not page.get("IsTruncated"):
+                return
+            token = page.get("NextContinuationToken")
+
+    def delete_keys(self, keys: Sequence[str]) -> int:
+        """Delete keys in batches of DELETE_BATCH (one request each); returns how many."""
+        deleted = 0
+        for start in range(0, len(keys), DELETE_BATCH):
+            batch = keys[start : start + DELETE_BATCH]
+            answer = self.retrying(
+                self.deadline(),
+                self.s3.delete_objects,
+                Bucket=self.bucket,
+                Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
+            )
+            errors = answer.get("Errors", [])
+            if errors:
+                raise StoreError(f"could not delete {len(errors)} keys, first: {errors[0]}")
+            deleted += len(batch)
+        return deleted
+
+    def retrying(self, deadline: float, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run one S3 call, retrying transient failures with backoff until deadline."""
+        attempt = 0
+        while True:
+            try:
+                return call(*args, **kwargs)
+            except ClientError as error:
+                status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+                code = error.response.get("Error", {}).get("Code", "")
+                if status == 412 or code == "PreconditionFailed":
+                    raise PreconditionFailed(f"S3 precondition failed: {error}") from None
+                if status == 404 or code in ("NoSuchKey", "404", "NotFound"):
+                    raise NotFound(f"S3 object or bucket not found: {error}") from None
+                if status not in _RETRYABLE_STATUS and code not in ("SlowDown", "RequestTimeout"):
+                    raise StoreError(f"S3 {code or status}: {error}") from error
+                failure: Exception = error
+            except BotoCoreError as error:
+                failure = error
+            attempt += 1
+            pause = min(2.0, 0.05 * 2**attempt) * (0.5 + random.random() / 2)
+            if time.monotonic() + pause > deadline:
+                raise StoreUnavailable(f"storage unavailable: {failure}") from failure
+            log.warning("S3 call failed (attempt %d), retrying: %s", attempt, failure)
+            time.sleep(pause)
