@@ -124,17 +124,20 @@ def claim_for(submission: Submission) -> str:
     return hashlib.sha256("\0".join(parts).encode("utf-8", "replace")).hexdigest()[:32]
 
 
-def _encode_fact(value: str) -> str:
+def encode_key_part(value: str, limit: int = FACT_KEY_CHARS) -> str:
+    """A value made safe for one `~`-separated key part, cut to `limit` characters with a
+    trailing `*` when cut (never inside a %XX escape)."""
     encoded = urllib.parse.quote(value, safe="").replace("~", "%7E").replace(".", "%2E")
-    if len(encoded) <= FACT_KEY_CHARS:
+    if len(encoded) <= limit:
         return encoded
-    cut = encoded[:FACT_KEY_CHARS]
+    cut = encoded[:limit]
     if "%" in cut[-2:]:
         cut = cut[: cut.rindex("%")]
     return cut + "*"
 
 
-def _decode_fact(encoded: str) -> tuple[str, bool]:
+def decode_key_part(encoded: str) -> tuple[str, bool]:
+    """The value of an encoded key part, and whether it was cut."""
     truncated = encoded.endswith("*")
     raw = encoded[:-1] if truncated else encoded
     return urllib.parse.unquote(raw, errors="replace"), truncated
@@ -143,6 +146,31 @@ def _decode_fact(encoded: str) -> tuple[str, bool]:
 def attachment_key_name(index: int, name: str) -> str:
     safe = _SAFE_NAME.sub("_", name).replace("..", "_").strip("._")[:100] or "attachment"
     return f"a{index:02d}.{safe}"
+
+
+def parse_report_name(name: str, key: str, meta_size: int) -> ReportSummary | None:
+    """The report named `<inv>~<claim>~<facts>.json` (a reports/ key without its folder)."""
+    match = _REPORT_KEY.match(name)
+    if match is None:
+        return None
+    # Tolerant past <inv>~<claim>~: a key written with other FACT_FIELDS is still
+    # its report (else the pruner would take its parts for an orphan's).
+    *encoded, size = match["facts"].split("~")
+    facts, truncated = {}, set()
+    for index, field in enumerate(report.FACT_FIELDS):
+        facts[field], cut = decode_key_part(encoded[index] if index < len(encoded) else "")
+        if cut:
+            truncated.add(field)
+    dump_size = int(size) if size.isdigit() else 0
+    return ReportSummary(
+        id=f"{_MAX_ID - int(match['inv'], 16):016x}",
+        key=key,
+        claim=match["claim"],
+        facts=facts,
+        truncated=frozenset(truncated),
+        dump_size=dump_size,
+        meta_size=meta_size,
+    )
 
 
 class ReportStore(Bucket):
@@ -330,13 +358,22 @@ class ReportStore(Bucket):
         except NotFound:
             raise ReportNotFound(key) from None
 
+    def find(self, report_id: str) -> ReportSummary | None:
+        """The committed report's listing entry (key and facts), or None: one list request."""
+        if not report.is_report_id(report_id):
+            return None
+        prefix = self.prefix + REPORTS + inverted(report_id) + "~"
+        for item in self.list_items(prefix, page_size=10):
+            return self.parse_report_key(item)
+        return None
+
     def _find_report_key(self, report_id: str, deadline: float) -> tuple[str, str] | None:
         prefix = self.prefix + REPORTS + inverted(report_id) + "~"
         page = self.retrying(
             deadline, self.s3.list_objects_v2, Bucket=self.bucket, Prefix=prefix, MaxKeys=10
         )
         for item in page.get("Contents", []):
-            summary = self._parse_report_key(item)
+            summary = self.parse_report_key(item)
             if summary is not None:
                 return item["Key"], summary.claim
         return None
@@ -359,7 +396,7 @@ class ReportStore(Bucket):
             start_after = self.prefix + REPORTS + inverted(older_than) + "~~"
         stop = inverted(newer_than) if newer_than is not None else None
         for item in self.list_items(self.prefix + REPORTS, start_after, page_size):
-            summary = self._parse_report_key(item)
+            summary = self.parse_report_key(item)
             if summary is None:
                 continue
             if stop is not None and inverted(summary.id) >= stop:
@@ -372,7 +409,7 @@ class ReportStore(Bucket):
             rest = item["Key"][len(self.prefix):]
             kind, claim, summary = "other", "", None
             if rest.startswith(REPORTS):
-                summary = self._parse_report_key(item)
+                summary = self.parse_report_key(item)
                 if summary is not None:
                     kind, claim = "report", summary.claim
             elif rest.startswith(PARTS):
@@ -390,33 +427,15 @@ class ReportStore(Bucket):
                 summary=summary,
             )
 
-    def _parse_report_key(self, item: dict[str, Any]) -> ReportSummary | None:
-        match = _REPORT_KEY.match(item["Key"][len(self.prefix) + len(REPORTS):])
-        if match is None:
-            return None
-        # Tolerant past <inv>~<claim>~: a key written with other FACT_FIELDS is still
-        # its report (else the pruner would take its parts for an orphan's).
-        *encoded, size = match["facts"].split("~")
-        facts, truncated = {}, set()
-        for index, field in enumerate(report.FACT_FIELDS):
-            facts[field], cut = _decode_fact(encoded[index] if index < len(encoded) else "")
-            if cut:
-                truncated.add(field)
-        dump_size = int(size) if size.isdigit() else 0
-        return ReportSummary(
-            id=f"{_MAX_ID - int(match['inv'], 16):016x}",
-            key=item["Key"],
-            claim=match["claim"],
-            facts=facts,
-            truncated=frozenset(truncated),
-            dump_size=dump_size,
-            meta_size=int(item.get("Size", 0)),
-        )
+    def parse_report_key(self, item: dict[str, Any]) -> ReportSummary | None:
+        """The report a listing entry of P/reports/ names, or None for a foreign key."""
+        name = item["Key"][len(self.prefix) + len(REPORTS):]
+        return parse_report_name(name, item["Key"], int(item.get("Size", 0)))
 
     # -- keys and retries ----------------------------------------------------------
 
     def _report_key(self, report_id: str, claim: str, facts: dict[str, str], size: int) -> str:
-        encoded = [_encode_fact(facts.get(field, "")) for field in report.FACT_FIELDS]
+        encoded = [encode_key_part(facts.get(field, "")) for field in report.FACT_FIELDS]
         facts_part = "~".join(encoded)
         return f"{self.prefix}{REPORTS}{inverted(report_id)}~{claim}~{facts_part}~{size}.json"
 
