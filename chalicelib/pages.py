@@ -18,7 +18,7 @@ from chalice import Response
 from chalice.app import Request
 
 from chalicelib import web
-from chalicelib.viewer import Urls
+from chalicelib.viewer.urls import Urls
 
 
 TEMPLATES = Path(__file__).parent / "templates"

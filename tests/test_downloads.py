@@ -6,8 +6,8 @@ import pytest
 import requests
 from chalice.test import Client
 
-from tests.test_viewer import LOGIN, USERS
 from tests.testlib import forms
+from tests.testlib.viewing import LOGIN, USERS
 
 
 @pytest.mark.seaweedfs

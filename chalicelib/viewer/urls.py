@@ -1,0 +1,51 @@
+"""The viewer's links, built in one place."""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Mapping
+from typing import Any
+
+
+class Urls:
+    """Every link the viewer shows; templates reach it as `urls`.
+
+    In API mode, index and report links point at the JSON twins, so the API's
+    dicts link to the API and the pages' dicts to pages.
+    """
+
+    def __init__(self, base: str = "", api: bool = False) -> None:
+        self.base = base.rstrip("/")
+        self.api = api
+
+    def as_api(self) -> Urls:
+        return Urls(self.base, api=True)
+
+    def as_html(self) -> Urls:
+        return Urls(self.base, api=False)
+
+    def path(self, path: str, params: Mapping[str, Any] | None = None) -> str:
+        pairs = {k: v for k, v in (params or {}).items() if v is not None and v != ""}
+        query = "?" + urllib.parse.urlencode(pairs) if pairs else ""
+        return self.base + path + query
+
+    def index(self, filters: Mapping[str, str] | None = None, **cursor: Any) -> str:
+        if cursor.get("offset") == 0:
+            cursor.pop("offset")
+        return self.path("/api/reports" if self.api else "/", {**(filters or {}), **cursor})
+
+    def filter_by(self, filters: Mapping[str, str], field: str, value: str) -> str:
+        """The index with one more filter (a table cell's link)."""
+        return self.index({**filters, field: value})
+
+    def report(self, report_id: str) -> str:
+        return self.path(("/api/reports/" if self.api else "/reports/") + report_id)
+
+    def dump(self, report_id: str) -> str:
+        return self.path(f"/reports/{report_id}/dump")
+
+    def attachment(self, report_id: str, index: int) -> str:
+        return self.path(f"/reports/{report_id}/attachments/{index}")
+
+    def bundle(self, report_id: str) -> str:
+        return self.path(f"/reports/{report_id}/bundle")
