@@ -12,8 +12,14 @@ Minidump.warnings, so one bad stream never hides the rest.
 
 from __future__ import annotations
 
+import array
+import bisect
+import collections
 import dataclasses
-from typing import Any, BinaryIO
+import io
+import struct
+from collections.abc import Iterable, Iterator
+from typing import BinaryIO
 
 from chalicelib.processing.context import Context
 
@@ -91,7 +97,7 @@ class SystemInfo:
     cpu_revision: int
     cpu_count: int
     platform_id: int
-    os: str                      # "Windows NT", "Mac OS X", "iOS", "Linux", "Android", ... or "0x..."
+    os: str                      # "Windows NT", "Mac OS X", "iOS", "Linux", ... or "0x%08x"
     os_ver: str                  # "major.minor.build" (+ " csd" where the writer has one)
     csd_version: str
     cpu_info: str | None         # e.g. "GenuineIntel family 6 model 60 stepping 3"
@@ -104,7 +110,10 @@ class CrashpadInfo:
     report_id: str | None
     client_id: str | None
     annotations: dict[str, str]                    # simple annotations (process)
-    module_annotations: dict[str, dict[str, str]]  # module name -> simple annotations + annotation objects (string ones)
+    # module file name -> its simple annotations plus its string annotation objects
+    module_annotations: dict[str, dict[str, str]]
+    # module file name -> its list annotations (plain strings)
+    module_list_annotations: dict[str, list[str]] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -149,6 +158,7 @@ class Minidump:
     linux_cmdline: bytes | None = None           # sensitive: never shown by default
     mac_crash_info: list[MacCrashInfoRecord] | None = None
     mac_boot_args: str | None = None
+    linux_dso_debug: bytes | None = None         # raw DSO_DEBUG record (r_debug, link map)
     warnings: list[str] = dataclasses.field(default_factory=list)
 
 
@@ -157,45 +167,146 @@ class Modules:
 
     def __init__(self, modules: list[Module]) -> None:
         self.ordered = list(modules)             # as in the dump (the JSON order)
-        raise NotImplementedError
+        # A module overlapping the one below it is left out of lookups (the lower one
+        # wins); it stays in `ordered`.
+        self._sorted: list[Module] = []
+        end = -1
+        for module in sorted((m for m in self.ordered if m.size > 0), key=lambda m: m.base):
+            if module.base >= end:
+                self._sorted.append(module)
+                end = module.end
+        self._bases = [m.base for m in self._sorted]
 
     def module_at(self, address: int) -> Module | None:
-        raise NotImplementedError
+        i = bisect.bisect_right(self._bases, address) - 1
+        if i >= 0 and address < self._sorted[i].end:
+            return self._sorted[i]
+        return None
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Module]:
         return iter(self.ordered)
 
     def __len__(self) -> int:
         return len(self.ordered)
 
+    def __getitem__(self, index: int) -> Module:
+        return self.ordered[index]
+
 
 class Memory:
     """The dump's memory ranges (MemoryList and Memory64List), read from the file on
-    demand. Every read is bounded by its range and by the file."""
+    demand. Every read is bounded by its range and by the file.
+
+    The file must stay open while the Memory is used. Small ranges (thread stacks)
+    are kept in a small cache once read, so stack walking does few reads.
+    """
+
+    MAX_READ = 16 << 20
+    CACHE_RANGE_MAX = 1 << 20
+    CACHE_ENTRIES = 8
+
+    def __init__(
+        self, file: BinaryIO, ranges: Iterable[tuple[int, int, int]], endian: str = "<"
+    ) -> None:
+        """`ranges` are (address, size, file offset), already checked to lie in the file.
+        Empty ranges are dropped, and a range overlapping a lower one is ignored."""
+        self._file = file
+        self._endian = endian
+        self._bases = array.array("Q")
+        self._sizes = array.array("Q")
+        self._offsets = array.array("Q")
+        end = -1
+        for base, size, offset in sorted(r for r in ranges if r[1] > 0):
+            if base >= end:
+                self._bases.append(base)
+                self._sizes.append(size)
+                self._offsets.append(offset)
+                end = base + size
+        self._cache: collections.OrderedDict[int, bytes] = collections.OrderedDict()
+
+    @classmethod
+    def from_bytes(cls, ranges: Iterable[tuple[int, bytes]], endian: str = "<") -> Memory:
+        """Memory over in-memory blocks of (address, bytes), e.g. for tests."""
+        blob = io.BytesIO()
+        spans = []
+        for base, data in ranges:
+            spans.append((base, len(data), blob.tell()))
+            blob.write(data)
+        return cls(blob, spans, endian)
+
+    def _index(self, address: int) -> int | None:
+        i = bisect.bisect_right(self._bases, address) - 1
+        if i >= 0 and address < self._bases[i] + self._sizes[i]:
+            return i
+        return None
 
     def read(self, address: int, size: int) -> bytes | None:
         """`size` bytes at `address` if one captured range holds them all, else None."""
-        raise NotImplementedError
+        if address < 0 or size < 0 or size > self.MAX_READ:
+            return None
+        i = self._index(address)
+        if i is None or address + size > self._bases[i] + self._sizes[i]:
+            return None
+        start = address - self._bases[i]
+        if self._sizes[i] <= self.CACHE_RANGE_MAX:
+            data = self._range_bytes(i)[start : start + size]
+            return data if len(data) == size else None
+        self._file.seek(self._offsets[i] + start)
+        data = self._file.read(size)
+        return data if len(data) == size else None
+
+    def _range_bytes(self, i: int) -> bytes:
+        data = self._cache.get(i)
+        if data is None:
+            self._file.seek(self._offsets[i])
+            data = self._file.read(self._sizes[i])
+            self._cache[i] = data
+            if len(self._cache) > self.CACHE_ENTRIES:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(i)
+        return data
+
+    def _unpack(self, fmt: str, address: int) -> int | None:
+        data = self.read(address, struct.calcsize(fmt))
+        if data is None or len(data) != struct.calcsize(fmt):
+            return None
+        return struct.unpack(self._endian + fmt, data)[0]
 
     def read_u32(self, address: int) -> int | None:
-        raise NotImplementedError
+        return self._unpack("I", address)
 
     def read_u64(self, address: int) -> int | None:
-        raise NotImplementedError
+        return self._unpack("Q", address)
 
     def read_pointer(self, address: int, size: int) -> int | None:
-        raise NotImplementedError
+        """A pointer of `size` bytes (4 or 8)."""
+        if size == 4:
+            return self.read_u32(address)
+        if size == 8:
+            return self.read_u64(address)
+        raise ValueError(f"pointer size must be 4 or 8, not {size}")
 
     def range_at(self, address: int) -> tuple[int, int] | None:
         """(base, size) of the captured range holding `address`."""
-        raise NotImplementedError
+        i = self._index(address)
+        return None if i is None else (self._bases[i], self._sizes[i])
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        """(base, size) of every range, lowest first."""
+        return zip(self._bases, self._sizes, strict=True)
+
+    def __len__(self) -> int:
+        return len(self._bases)
 
 
 def read_minidump(file: BinaryIO, size: int | None = None) -> Minidump:
-    """Read the dump in `file` (seekable). Raises MinidumpError when it is unreadable."""
-    raise NotImplementedError
+    """Read the dump in `file` (seekable; `size` defaults to its length).
 
+    Raises MinidumpError when the header or stream directory is unreadable; a bad
+    stream only adds to Minidump.warnings. OSError from the file itself passes through.
+    The returned Memory reads from `file`, which must stay open while it is used.
+    """
+    from chalicelib.processing import reader
 
-def annotations_json(dump: Minidump) -> dict[str, Any]:
-    """Placeholder so the module imports; remove if unused."""
-    return {}
+    return reader.read(file, size)
