@@ -69,6 +69,23 @@ SETTINGS = (
         "Viewer downloads larger than this (MiB) answer 302 to a 5-minute presigned S3 URL;"
         " 0: never. Set 4 on Lambda, whose responses stop at 6 MB.",
     ),
+    Setting(
+        "PROCESSING_WORKERS",
+        "1",
+        "Local run: worker processes that process dumps (0: none, process with the backfill"
+        " command instead).",
+    ),
+    Setting(
+        "PROCESSING_TIMEOUT_SECONDS",
+        "60",
+        "Time budget for processing one dump; a dump over it is stored as ERROR_TIME_BUDGET.",
+    ),
+    Setting(
+        "PROCESSING_MEMORY_MB",
+        "1024",
+        "Memory budget for processing one dump (MiB of address space); a dump over it is"
+        " stored as ERROR_MEMORY_BUDGET.",
+    ),
     Setting("SUBMIT_SERVER_PORT", "8080", "Local run: port of the submit server."),
     Setting("REPORTS_SERVER_PORT", "8081", "Local run: port of the viewer."),
     Setting("LOCAL_S3_PORT", "8333", "Local run: port of the embedded S3 server."),
@@ -94,6 +111,9 @@ class Config:
     orphan_grace_seconds: int
     viewer_users: str
     download_redirect_bytes: int
+    processing_workers: int
+    processing_seconds: float
+    processing_memory_mb: float
     submit_port: int
     reports_port: int
     local_s3_port: int
@@ -133,6 +153,9 @@ class Config:
             orphan_grace_seconds=int(number("ORPHAN_GRACE_MINUTES", float) * 60),
             viewer_users=raw["VIEWER_USERS"],
             download_redirect_bytes=int(number("DOWNLOAD_REDIRECT_MB", float) * MIB),
+            processing_workers=int(number("PROCESSING_WORKERS", int)),
+            processing_seconds=number("PROCESSING_TIMEOUT_SECONDS", float),
+            processing_memory_mb=number("PROCESSING_MEMORY_MB", float),
             submit_port=int(number("SUBMIT_SERVER_PORT", int, 1)),
             reports_port=int(number("REPORTS_SERVER_PORT", int, 1)),
             local_s3_port=int(number("LOCAL_S3_PORT", int, 1)),

@@ -1,0 +1,235 @@
+"""Run the stages on one dump: read, name the crash, walk every thread, sign.
+
+process_dump is pure (a file in, the processed crash out, in the JSON schema of
+rust-minidump's `minidump-stackwalk --json`); process_report adds the bucket around
+it: the dump is copied to a temporary file (never held whole in memory), processed
+within its budget, and the result stored by the crash store.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from typing import Any, BinaryIO
+
+from chalicelib.crash_store import CrashEntry, CrashStore
+from chalicelib.processing import budget
+from chalicelib.processing.context import POINTER_SIZE
+from chalicelib.processing.minidump import Minidump, MinidumpError, read_minidump
+from chalicelib.processing.reasons import crash_reason
+from chalicelib.processing.signature import crash_signature
+from chalicelib.processing.symbols import NoSymbols, SymbolProvider
+from chalicelib.processing.unwind import Frame, frame_json, walk_stack
+from chalicelib.store import ReportStore, ReportSummary, StoredReport
+
+PROCESSOR_NAME = "crash-collector"
+# Bump when processing output changes: `--reprocess` finds reports made by older ones.
+PROCESSOR_VERSION = 1
+COPY_CHUNK = 1024 * 1024
+
+
+def process_dump(file: BinaryIO, symbols: SymbolProvider | None = None) -> dict[str, Any]:
+    """The processed crash of the dump in `file`; an unreadable dump gives its error."""
+    started = time.monotonic()
+    symbols = symbols or NoSymbols()
+    try:
+        dump = read_minidump(file)
+        crash = _describe(dump, symbols)
+    except MinidumpError as error:
+        crash = error_crash(error.kind, str(error))
+        dump = None
+    crash["processor"] = {
+        "name": PROCESSOR_NAME,
+        "version": PROCESSOR_VERSION,
+        "duration_ms": round((time.monotonic() - started) * 1000, 1),
+        "warnings": list(dump.warnings) if dump is not None else [],
+    }
+    return crash
+
+
+def error_crash(kind: str, message: str) -> dict[str, Any]:
+    """What is stored for a dump that cannot be processed: status ERROR_<KIND>."""
+    return {"status": f"ERROR_{kind}", "error": message, "signature": None}
+
+
+def process_report(
+    reports: ReportStore,
+    crashes: CrashStore,
+    stored: ReportSummary,
+    symbols: SymbolProvider | None = None,
+    seconds: float = 0,
+    megabytes: float = 0,
+) -> CrashEntry:
+    """Process one committed report's dump and store the result (replacing any earlier)."""
+    with tempfile.TemporaryFile() as copy:
+        with reports.open_dump(StoredReport(stored.id, {}, stored.claim)) as body:
+            shutil.copyfileobj(body, copy, COPY_CHUNK)
+        copy.seek(0)
+        started = time.monotonic()
+        try:
+            with budget.limited(seconds, megabytes):
+                crash = process_dump(copy, symbols)
+        except budget.BudgetExceeded as error:
+            crash = error_crash(error.kind, str(error))
+            crash["processor"] = {
+                "name": PROCESSOR_NAME, "version": PROCESSOR_VERSION,
+                "duration_ms": round((time.monotonic() - started) * 1000, 1), "warnings": [],
+            }
+    return crashes.put_crash(stored, crash)
+
+
+# -- the JSON, field by field ---------------------------------------------------------
+
+
+def _describe(dump: Minidump, symbols: SymbolProvider) -> dict[str, Any]:
+    info = dump.system_info
+    cpu = info.cpu_arch if info else "unknown"
+    width = POINTER_SIZE.get(cpu, 8) * 2
+
+    def hexed(value: int | None) -> str | None:
+        return None if value is None else f"0x{value:0{width}x}"
+
+    crash_index = _crashing_thread_index(dump)
+    threads_json, crashing_json = [], None
+    looked_up: set[int] = set()
+    for index, thread in enumerate(dump.threads):
+        context = thread.context
+        if index == crash_index and dump.exception is not None and dump.exception.context:
+            context = dump.exception.context  # the thread list is written by the handler
+        frames: list[Frame] = []
+        if context is not None and context.cpu in POINTER_SIZE:
+            stack = (thread.stack_base, thread.stack_base + thread.stack_size) \
+                if thread.stack_size else None
+            frames = walk_stack(context, dump.memory, dump.modules, symbols, stack)
+        looked_up.update(id(f.module) for f in frames if f.module is not None)
+        entry = {
+            "thread_id": thread.id,
+            "thread_name": thread.name,
+            "last_error_value": None,
+            "frame_count": len(frames),
+            "frames": [frame_json(frame, n, False) for n, frame in enumerate(frames)],
+        }
+        threads_json.append(entry)
+        if index == crash_index:
+            crashing_json = dict(entry, threads_index=index)
+            crashing_json["frames"] = [
+                frame_json(frame, n, n == 0) for n, frame in enumerate(frames)
+            ]
+    crash_type, crash_address = None, None
+    if dump.exception is not None:
+        record = dump.exception
+        crash_type, crash_address = crash_reason(
+            info.os if info else "", cpu, record.code, record.flags, record.address,
+            record.parameters,
+        )
+    crash: dict[str, Any] = {
+        "status": "OK",
+        "pid": dump.pid,
+        "process_uptime": _uptime(dump),
+        "crash_info": {
+            "type": crash_type,
+            "address": hexed(crash_address),
+            "crashing_thread": crash_index,
+            "assertion": dump.assertion,
+        },
+        "system_info": _system_info(dump),
+        "thread_count": len(threads_json),
+        "threads": threads_json,
+        "crashing_thread": crashing_json,
+        "main_module": 0 if len(dump.modules) else None,
+        "modules": [
+            {
+                "base_addr": hexed(module.base),
+                "end_addr": hexed(module.end),
+                "filename": module.filename,
+                "code_id": module.code_id,
+                "debug_file": module.debug_file,
+                "debug_id": module.debug_id,
+                "version": module.version,
+                "missing_symbols": id(module) in looked_up and not symbols.has_symbols(module),
+                "loaded_symbols": symbols.has_symbols(module),
+                "corrupt_symbols": False,
+                "symbol_url": None,
+            }
+            for module in dump.modules.ordered
+        ],
+        "unloaded_modules": [
+            {
+                "base_addr": hexed(module.base),
+                "end_addr": hexed(module.base + module.size),
+                "filename": module.code_file.replace("\\", "/").rsplit("/", 1)[-1],
+                "code_id": module.code_id,
+            }
+            for module in dump.unloaded_modules
+        ],
+        "lsb_release": dump.lsb_release,
+        "mac_crash_info": _mac_crash_info(dump, hexed),
+        "crashpad_annotations": _annotations(dump),
+    }
+    crash["signature"] = crash_signature(crash)
+    return crash
+
+
+def _crashing_thread_index(dump: Minidump) -> int | None:
+    """The thread the exception names, else the one that asked for a dump (Breakpad)."""
+    wanted = dump.exception.thread_id if dump.exception is not None else dump.requesting_thread_id
+    if wanted is None:
+        return None
+    for index, thread in enumerate(dump.threads):
+        if thread.id == wanted:
+            return index
+    return None
+
+
+def _system_info(dump: Minidump) -> dict[str, Any] | None:
+    info = dump.system_info
+    if info is None:
+        return None
+    microcode = info.cpu_microcode_version
+    return {
+        "os": info.os,
+        "os_ver": info.os_ver,
+        "cpu_arch": info.cpu_arch,
+        "cpu_info": info.cpu_info,
+        "cpu_count": info.cpu_count,
+        "cpu_microcode_version": None if microcode is None else f"0x{microcode:x}",
+    }
+
+
+def _uptime(dump: Minidump) -> int | None:
+    created = dump.process_create_time
+    if not created or not dump.timestamp or dump.timestamp < created:
+        return None
+    return dump.timestamp - created
+
+
+def _mac_crash_info(dump: Minidump, hexed: Any) -> dict[str, Any] | None:
+    records = dump.mac_crash_info
+    if not records:
+        return None
+    return {
+        "num_records": len(records),
+        "records": [
+            {
+                "thread": hexed(record.thread),
+                "dialog_mode": hexed(record.dialog_mode),
+                "abort_cause": hexed(record.abort_cause),
+                "module": record.module,
+                "message": record.message,
+                "signature_string": record.signature_string,
+                "backtrace": record.backtrace,
+                "message2": record.message2,
+            }
+            for record in records
+        ],
+    }
+
+
+def _annotations(dump: Minidump) -> dict[str, Any] | None:
+    """Crashpad's annotations in the dump (process and per module), not in the schema
+    but where Crashpad clients put crash facts (an addition the schema allows)."""
+    info = dump.crashpad_info
+    if info is None:
+        return None
+    return {"process": dict(info.annotations), "modules": dict(info.module_annotations)}
