@@ -1,12 +1,17 @@
 """Routes and schedules; the logic lives in chalicelib."""
 
 import functools
+import logging
+from collections.abc import Callable
 
 from chalice import Chalice, Rate
 
 from chalicelib import (
-    auth, bundle, config, pages, pruning, report, store, submission, viewer, web,
+    auth, bundle, config, crash_store, pages, pruning, report, store, submission, viewer, web,
 )
+from chalicelib.processing import processor
+
+log = logging.getLogger("app")
 
 app = Chalice(app_name="crash-collector")
 app.api.binary_types.extend(["multipart/form-data", "application/zip"])
@@ -23,6 +28,16 @@ def reports() -> store.ReportStore:
     return store.ReportStore.from_config(settings())
 
 
+@functools.cache
+def crashes() -> crash_store.CrashStore:
+    return crash_store.CrashStore.from_config(settings())
+
+
+# Told each stored report id after the answer is decided; the local run's processing
+# pool listens here (on AWS the bucket's object-created event starts processing).
+report_stored: list[Callable[[str], None]] = []
+
+
 def submission_limits() -> submission.Limits:
     cfg = settings()
     return submission.Limits(
@@ -37,7 +52,32 @@ def submit():
     with submission.parse_submission(
         web.body(request), web.headers(request), web.query(request), submission_limits()
     ) as sent:
-        return web.text(reports().put(sent))  # 200 only once the bucket holds it
+        report_id = reports().put(sent)  # 200 only once the bucket holds it
+    for listener in report_stored:
+        try:
+            listener(report_id)  # queues and returns: processing never delays the answer
+        except Exception:
+            log.exception("report %s stored, but not queued for processing", report_id)
+    return web.text(report_id)
+
+
+# -- crash processing: off the ingest path, in a function of its own on AWS -----------
+
+
+@app.on_s3_event(
+    bucket=settings().bucket, events=["s3:ObjectCreated:*"],
+    prefix=settings().prefix + store.REPORTS, suffix=".json",
+)
+def process_crash(event):
+    """A report committed: process its dump (the local run's worker pool does the same)."""
+    stored = reports().parse_report_key({"Key": event.key, "Size": 0})
+    if stored is None:
+        return
+    cfg = settings()
+    processor.process_report(
+        reports(), crashes(), stored,
+        seconds=cfg.processing_seconds, megabytes=cfg.processing_memory_mb,
+    )
 
 
 # -- the viewer: private, every route logs in first ----------------------------------

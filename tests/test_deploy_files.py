@@ -64,3 +64,33 @@ def test_bucket_template_blocks_public_access() -> None:
     bucket = template["Resources"]["ReportsBucket"]
     assert bucket["Type"] == "AWS::S3::Bucket"
     assert all(bucket["Properties"]["PublicAccessBlockConfiguration"].values())
+
+
+def test_chalice_package_wires_processing_to_the_bucket_event(tmp_path: Path) -> None:
+    """CloudFormation cannot add notifications to an existing bucket, so the package is
+    Terraform's; it must hold the processing function, its trigger and its budget."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, AWS_DEFAULT_REGION="us-east-1")
+    chalice = Path(sys.executable).with_name("chalice")
+    subprocess.run(
+        [str(chalice), "package", "--pkg-format", "terraform", str(tmp_path / "out")],
+        cwd=ROOT, env=env, check=True, capture_output=True, timeout=300,
+    )
+    resources = json.loads((tmp_path / "out" / "chalice.tf.json").read_text())["resource"]
+    function = resources["aws_lambda_function"]["process_crash"]
+    assert function["handler"] == "app.process_crash"
+    assert function["timeout"] == 300
+    assert int(function["environment"]["variables"]["PROCESSING_TIMEOUT_SECONDS"]) < 300
+    (notification,) = resources["aws_s3_bucket_notification"].values()
+    (trigger,) = notification["lambda_function"]
+    assert trigger["events"] == ["s3:ObjectCreated:*"]
+    assert (trigger["filter_prefix"], trigger["filter_suffix"]) == ("reports/", ".json")
+    assert "process_crash" in trigger["lambda_function_arn"]
+    # The same least-privilege policy as the other functions: nothing new is needed.
+    policy = json.loads(resources["aws_iam_role_policy"]["process_crash_role"]["policy"])
+    actions = {a for statement in policy["Statement"] for a in statement["Action"]}
+    assert actions <= {"s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:ListBucket",
+                       "logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
