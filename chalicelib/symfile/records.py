@@ -252,11 +252,12 @@ def _parse_stack(line: str, line_number: int) -> CfiInit | CfiDelta | StackWin:
     return StackWin(kind, int(m.group(2), 16), *numbers, program, allocates)
 
 
-def iter_lines(stream: IO[bytes], max_line: int = MAX_LINE_BYTES) -> Iterator[tuple[int, str]]:
+def iter_lines(stream: IO[bytes], max_line: int | None = None) -> Iterator[tuple[int, str]]:
     """(line number, text without its line ending) for each line of a binary stream.
 
     Raises SymFileError for a line longer than `max_line` bytes, so memory stays bounded.
     """
+    max_line = max_line or MAX_LINE_BYTES
     number = 0
     while True:
         raw = stream.readline(max_line + 2)

@@ -9,7 +9,6 @@ memory stays bounded whatever the input size.
 from __future__ import annotations
 
 import heapq
-import os
 import tempfile
 from collections.abc import Iterator
 
@@ -21,11 +20,11 @@ class Spool:
     """Append records of `width` bytes; iterate them back in byte (key) order."""
 
     def __init__(self, width: int, directory: str | None = None,
-                 run_records: int = RUN_RECORDS) -> None:
+                 run_records: int | None = None) -> None:
         self.width = width
         self.count = 0
         self.sorted = True
-        self.run_records = run_records
+        self.run_records = run_records or RUN_RECORDS
         self._last = b""
         self._dir = directory
         self._file = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115
@@ -98,10 +97,3 @@ def drop_overlaps(records: Iterator[bytes], start_end) -> Iterator[bytes]:  # ty
             continue
         last_end = end
         yield record
-
-
-def remove_quietly(path: str) -> None:
-    try:
-        os.remove(path)
-    except OSError:
-        pass
