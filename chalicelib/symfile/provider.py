@@ -169,7 +169,8 @@ def _walk(index: SymbolIndex, module: Module, frame: Frame, memory: Memory,
     address = frame.lookup_address - module.base
 
     def read_pointer(at: int) -> int | None:
-        return memory.read_pointer(at, size)
+        data = memory.read(at, size)
+        return int.from_bytes(data, "little") if data and len(data) == size else None
 
     if cpu == "x86":
         win = index.find_win(address)
