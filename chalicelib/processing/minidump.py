@@ -8,6 +8,14 @@ little RAM. It knows nothing of S3 or HTTP.
 A dump that cannot be read at all raises MinidumpError (kind names the problem, as
 the processed crash's status ERROR_<KIND>); a broken stream is skipped and noted in
 Minidump.warnings, so one bad stream never hides the rest.
+
+This module holds the values and the public entry point; the work is split along
+the file's own seams:
+
+    reader.py          header, directory, and the order streams are read in
+    streams.py         the standard streams (system info, threads, modules, memory...)
+    vendor_streams.py  Breakpad, Crashpad, Linux /proc and macOS additions
+    dumpfile.py        bounded reads: every offset and length checked first
 """
 
 from __future__ import annotations
@@ -25,8 +33,9 @@ from chalicelib.processing.context import Context
 
 
 class MinidumpError(Exception):
-    """The file is not a readable minidump. `kind` is one upper-case word or phrase,
-    e.g. "INVALID_HEADER", "TRUNCATED", "INVALID_STREAM_DIRECTORY"."""
+    """The file is not a readable minidump. `kind` is one of "TRUNCATED" (shorter than
+    its header or directory), "INVALID_HEADER" (no MDMP signature, unknown version),
+    "NO_STREAMS" and "INVALID_STREAM_DIRECTORY"."""
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
