@@ -12,6 +12,8 @@ from typing import BinaryIO
 
 # Largest string (in bytes) any stream may point at: paths, annotations, CSD text.
 MAX_STRING_BYTES = 1 << 20
+# Most entries a thread, module or name list may claim; real dumps stay far below.
+MAX_LIST_ENTRIES = 65536
 
 
 class StreamError(Exception):
@@ -25,6 +27,9 @@ class DumpFile:
         self.file = file
         self.size = size
         self.endian = endian
+        # Records may point at the same bytes many times over; a sound dump is read
+        # about once, so reading stops well before a hostile one could make it loop.
+        self.budget = 4 * size + (64 << 20)
 
     def contains(self, offset: int, length: int) -> bool:
         return 0 <= offset and 0 <= length and offset + length <= self.size
@@ -37,6 +42,9 @@ class DumpFile:
             )
         if length == 0:
             return b""
+        if length > self.budget:
+            raise StreamError(f"{what}: the dump points at far more data than it holds")
+        self.budget -= length
         self.file.seek(offset)
         data = self.file.read(length)
         if len(data) != length:
@@ -83,10 +91,14 @@ class DumpFile:
         return raw.decode("utf-8", errors="replace")
 
 
-def list_count(df: DumpFile, data: bytes, entry_size: int, what: str, header: int = 4) -> int:
+def list_count(
+    df: DumpFile, data: bytes, entry_size: int, what: str, limit: int = MAX_LIST_ENTRIES
+) -> int:
     """The entry count at the start of a list stream, checked to fit in the stream."""
     (count,) = df.unpack("I", data)
-    if count * entry_size + header > len(data):
+    if count > limit:
+        raise StreamError(f"{what} claims {count} entries, more than the {limit} allowed")
+    if count * entry_size + 4 > len(data):
         raise StreamError(
             f"{what} claims {count} entries of {entry_size} bytes, more than its "
             f"{len(data)} bytes hold"
@@ -94,11 +106,9 @@ def list_count(df: DumpFile, data: bytes, entry_size: int, what: str, header: in
     return count
 
 
-def list_start(data: bytes, count: int, entry_size: int, header: int = 4) -> int:
+def list_start(data: bytes, count: int, entry_size: int) -> int:
     """Where a counted list's entries begin: some writers pad the u32 count to 8 bytes."""
-    if len(data) == header + 4 + count * entry_size:
-        return header + 4
-    return header
+    return 8 if len(data) == 8 + count * entry_size else 4
 
 
 def cstring(data: bytes, offset: int, limit: int) -> tuple[str, int]:

@@ -221,16 +221,28 @@ class Memory:
         Empty ranges are dropped, and a range overlapping a lower one is ignored."""
         self._file = file
         self._endian = endian
+        bases, sizes, offsets = array.array("Q"), array.array("Q"), array.array("Q")
+        ordered = True
+        for base, size, offset in ranges:
+            if size > 0:
+                ordered = ordered and (not bases or base >= bases[-1])
+                bases.append(base)
+                sizes.append(size)
+                offsets.append(offset)
+        # Writers list ranges in address order; sort only when one did not.
+        order: Iterable[int] = range(len(bases))
+        if not ordered:
+            order = sorted(order, key=lambda i: (bases[i], sizes[i]))
         self._bases = array.array("Q")
         self._sizes = array.array("Q")
         self._offsets = array.array("Q")
         end = -1
-        for base, size, offset in sorted(r for r in ranges if r[1] > 0):
-            if base >= end:
-                self._bases.append(base)
-                self._sizes.append(size)
-                self._offsets.append(offset)
-                end = base + size
+        for i in order:
+            if bases[i] >= end:
+                self._bases.append(bases[i])
+                self._sizes.append(sizes[i])
+                self._offsets.append(offsets[i])
+                end = bases[i] + sizes[i]
         self._cache: collections.OrderedDict[int, bytes] = collections.OrderedDict()
 
     @classmethod

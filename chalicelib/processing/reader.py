@@ -6,9 +6,10 @@ on its own, and one that fails becomes a line in Minidump.warnings.
 
 from __future__ import annotations
 
+import array
 import io
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import BinaryIO, TypeVar
 
 from chalicelib.processing import context as ctx
@@ -24,10 +25,10 @@ HEADER_SIZE = 32
 VERSION = 0xA793
 MAX_STREAMS = 4096
 MAX_WARNINGS = 100
-MAX_LIST_STREAM = 16 << 20
+MAX_LIST_STREAM = 16 << 20  # a Memory64List of a million ranges
 MAX_FIXED_STREAM = 64 << 10
 MAX_TEXT_STREAM = 4 << 20
-MAX_CONTEXT = 1 << 20
+MAX_CONTEXT = 64 << 10  # the largest real ones (x86-64 with AVX-512 state) are ~3 KiB
 
 THREAD_LIST, MODULE_LIST, MEMORY_LIST, EXCEPTION, SYSTEM_INFO = 3, 4, 5, 6, 7
 MEMORY64_LIST, UNLOADED_MODULES, MISC_INFO, THREAD_NAMES = 9, 14, 15, 24
@@ -117,7 +118,7 @@ class _Reader:
         self.dump = dump
         self.notes = Notes(dump.warnings)
         self.located: dict[int, tuple[int, int]] = {}
-        self.memory_ranges: list[tuple[int, int, int]] = []
+        self.memory_ranges = (array.array("Q"), array.array("Q"), array.array("Q"))
         self.cpu: str | None = None
         self.os = ""
         for kind, offset, length in dump.streams:
@@ -167,7 +168,7 @@ class _Reader:
             self.cpu = si.cpu_arch if si.cpu_arch in ctx.POINTER_SIZE else None
         for kind, parse in ((MEMORY_LIST, streams.parse_memory_list),
                             (MEMORY64_LIST, streams.parse_memory64_list)):
-            self.add_memory(self.guarded(kind, lambda d, parse=parse: parse(df, d)) or [])
+            self.add_memory(self.guarded(kind, lambda d, parse=parse: parse(df, d)) or ())
         dump.modules = md.Modules(self.guarded(
             MODULE_LIST, lambda d: streams.parse_modules(df, d, self.os, self.notes.add)) or [])
         dump.unloaded_modules = self.guarded(
@@ -194,11 +195,14 @@ class _Reader:
         dump.mac_boot_args = self.guarded(
             MAC_BOOT_ARGS, lambda d: vendor_streams.parse_mac_boot_args(df, d))
 
-    def add_memory(self, ranges: list[tuple[int, int, int]]) -> None:
+    def add_memory(self, ranges: Iterable[tuple[int, int, int]]) -> None:
         bad = 0
+        bases, sizes, offsets = self.memory_ranges
         for base, size, offset in ranges:
             if self.df.contains(offset, size) and base + size <= 1 << 64:
-                self.memory_ranges.append((base, size, offset))
+                bases.append(base)
+                sizes.append(size)
+                offsets.append(offset)
             else:
                 bad += 1
         if bad:
@@ -231,8 +235,8 @@ class _Reader:
             thread.context = self.context(ctx_location, f"thread {thread.id}")
             self.add_memory([(base, size, rva)] if size else [])
             dump.threads.append(thread)
-        if self.memory_ranges:
-            dump.memory = md.Memory(df.file, self.memory_ranges, df.endian)
+        if self.memory_ranges[0]:
+            dump.memory = md.Memory(df.file, zip(*self.memory_ranges, strict=True), df.endian)
         names = self.guarded(
             THREAD_NAMES, lambda d: streams.parse_thread_names(df, d, self.notes.add)) or {}
         pointer = ctx.POINTER_SIZE.get(self.cpu or "")

@@ -7,9 +7,8 @@ the file) and returns plain values; anything malformed raises StreamError.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import struct
+from collections.abc import Callable, Iterator
 
 from chalicelib.processing import minidump as md
 from chalicelib.processing.dumpfile import DumpFile, StreamError, list_count, list_start
@@ -65,6 +64,7 @@ MEMORY = "QII"
 VS_FFI_SIGNATURE = 0xFEEF04BD
 CV_PDB70, CV_PDB20, CV_ELF = 0x53445352, 0x3031424E, 0x4270454C  # "RSDS", "NB10", "BpEL"
 MAX_CODEVIEW = 64 * 1024
+MAX_MEMORY_RANGES = 1 << 20
 
 
 def parse_system_info(df: DumpFile, data: bytes) -> md.SystemInfo:
@@ -305,23 +305,26 @@ def parse_unloaded_modules(
     return out
 
 
-def parse_memory_list(df: DumpFile, data: bytes) -> list[tuple[int, int, int]]:
-    """(base, size, file offset) of each range, unchecked against the file."""
-    count = list_count(df, data, 16, "memory list")
+def parse_memory_list(df: DumpFile, data: bytes) -> Iterator[tuple[int, int, int]]:
+    """(base, size, file offset) of each range, unchecked against the file. Lazy, as a
+    full-memory dump may list very many ranges."""
+    count = list_count(df, data, 16, "memory list", limit=MAX_MEMORY_RANGES)
     start = list_start(data, count, 16)
-    return [df.unpack(MEMORY, data, start + i * 16) for i in range(count)]
+    return struct.iter_unpack(df.endian + MEMORY, data[start : start + 16 * count])
 
 
-def parse_memory64_list(df: DumpFile, data: bytes) -> list[tuple[int, int, int]]:
+def parse_memory64_list(df: DumpFile, data: bytes) -> Iterator[tuple[int, int, int]]:
+    """As parse_memory_list; the ranges' bytes follow each other from one base offset."""
     count, rva = df.unpack("QQ", data)
-    if 16 + count * 16 > len(data):
+    if count > MAX_MEMORY_RANGES or 16 + count * 16 > len(data):
         raise StreamError(f"memory64 list claims {count} ranges, more than its bytes hold")
-    ranges = []
-    for i in range(count):
-        base, size = df.unpack("QQ", data, 16 + i * 16)
-        ranges.append((base, size, rva))
-        rva += size
-    return ranges
+
+    def ranges(offset: int) -> Iterator[tuple[int, int, int]]:
+        for base, size in struct.iter_unpack(df.endian + "QQ", data[16 : 16 + 16 * count]):
+            yield base, size, offset
+            offset += size
+
+    return ranges(rva)
 
 
 def parse_misc_info(df: DumpFile, data: bytes) -> tuple[int | None, int | None]:

@@ -239,3 +239,27 @@ def test_modules_lookup_by_bisection():
     assert modules.module_at(0x5FFF).code_file == "b"
     assert modules.module_at(0x9000) is None and modules.module_at(0) is None
     assert modules[1].end == 0x3000 and len(modules) == 4
+
+
+def test_records_sharing_one_huge_string_stop_at_the_read_budget():
+    b = DumpBuilder()
+    name = b.utf16("n" * 400_000)  # 800 KB, within the string limit
+    records = [b.pack("QIIII13IIIII4I", i * 0x1000, 0x10, 0, 0, name, *(0,) * 21)
+               for i in range(2000)]
+    b.stream(4, struct.pack("<I", 2000) + b"".join(records))
+    blob = b.build()
+    dump = read(blob)
+    named = [m for m in dump.modules if m.code_file]
+    # About 4 file sizes plus 64 MiB are read, then names are given up on.
+    assert len(dump.modules) == 2000
+    assert 80 < len(named) < 100 and named[0].code_file == "n" * 400_000
+    assert "points at far more data than it holds" in dump.warnings[0]
+
+
+def test_list_counts_are_capped():
+    b = DumpBuilder()
+    b.stream(3, struct.pack("<I", 70_000) + b"\0" * 48 * 70_000)
+    dump = read(b.build())
+    assert dump.threads == []
+    assert dump.warnings == ["ThreadList: thread list claims 70000 entries, more than the 65536 "
+                             "allowed"]
