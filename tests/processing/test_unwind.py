@@ -407,14 +407,35 @@ def test_arm64_strips_pointer_authentication_bits():
     assert summary(frames)[1] == (0x7000_0000_2004, "frame_pointer")
 
 
-def test_arm64_end_of_chain_falls_back_to_scanning_then_stops():
+def test_arm64_chain_ends_at_a_zero_frame_pointer():
     memory = stack64(o40=0, o48=0x7000_0000_2004, o58=0x7000_0000_5000)
+    frames = walk64(arm64(0x7000_0000_1000, STACK + 0x10, STACK + 0x40, 0), memory)
+    assert summary(frames) == [(0x7000_0000_1000, "context"), (0x7000_0000_2004, "frame_pointer")]
+
+
+def test_arm64_chain_ends_at_a_record_without_return_address():
+    memory = stack64(o40=STACK + 0x60, o48=0x7000_0000_2004, o60=0, o68=0, o78=0x7000_0000_5000)
+    frames = walk64(arm64(0x7000_0000_1000, STACK + 0x10, STACK + 0x40, 0), memory)
+    assert [frame.pc for frame in frames] == [0x7000_0000_1000, 0x7000_0000_2004]
+
+
+def test_arm64_saved_fp_off_the_stack_keeps_the_frame_then_scans_above_it():
+    # x29 in the caller holds no stack address (code using it for something else):
+    # the return address stands, the caller's fp is unknown, scanning goes on.
+    memory = stack64(o40=0x6F51_1338, o48=0x7000_0000_2004, o50=0x99, o58=0x7000_0000_5000)
     frames = walk64(arm64(0x7000_0000_1000, STACK + 0x10, STACK + 0x40, 0), memory)
     assert summary(frames) == [
         (0x7000_0000_1000, "context"),
         (0x7000_0000_2004, "frame_pointer"),
         (0x7000_0000_5000, "scan"),
     ]
+    assert frames[1].context.registers == {"pc": 0x7000_0000_2004, "sp": STACK + 0x50}
+
+
+def test_arm64_frame_0_with_fp_off_the_stack_does_not_trust_lr():
+    memory = stack64(o18=0x7000_0000_3000)
+    frames = walk64(arm64(0x7000_0000_1000, STACK + 0x10, 0x1234_5670, 0x7000_0000_2004), memory)
+    assert summary(frames) == [(0x7000_0000_1000, "context"), (0x7000_0000_3000, "scan")]
 
 
 def test_arm64_cfi_registers_by_rule_names():

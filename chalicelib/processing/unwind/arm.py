@@ -36,6 +36,8 @@ def caller(walk: Walk, frame: Frame) -> tuple[Context, str] | None:
     registers = caller_by_cfi(walk, frame, CALLEE_SAVED)
     if registers is not None:
         return make_context("arm", registers), "cfi"
+    if frame.trust == "frame_pointer" and _chain_ends(walk, frame):
+        return None
     found = _leaf_return(walk, frame) if frame.trust == "context" else None
     if found is None:
         found = _by_frame_record(walk, frame)
@@ -43,6 +45,13 @@ def caller(walk: Walk, frame: Frame) -> tuple[Context, str] | None:
         return found, "frame_pointer"
     found = _by_scan(walk, frame)
     return (found, "scan") if found is not None else None
+
+
+def _chain_ends(walk: Walk, frame: Frame) -> bool:
+    """Whether a frame found along the chain is the outermost: its frame pointer is
+    0, or its record holds no return address."""
+    fp = register(frame.context, frame_register(walk.os))
+    return fp == 0 or (fp is not None and walk.memory.read_pointer(fp + WORD) == 0)
 
 
 def _leaf_return(walk: Walk, frame: Frame) -> Context | None:
@@ -53,8 +62,9 @@ def _leaf_return(walk: Walk, frame: Frame) -> Context | None:
     fp = register(frame.context, name)
     registers = {"pc": lr, "sp": sp}
     if fp is not None:
-        if fp and walk.memory.read_pointer(fp + WORD) == lr:
-            return None  # the record at fp is this function's own: not a leaf
+        saved = walk.memory.read_pointer(fp + WORD) if fp else 0
+        if saved is None or saved == lr:
+            return None  # fp is no frame pointer, or the record is this function's
         registers[name] = fp
     return make_context("arm", registers)
 

@@ -5,7 +5,8 @@ A call puts the return address in lr; a function that calls others saves the pai
 the return address and fp+16 the caller's sp. Leaf functions need no record: when
 the crash stops in one, lr still holds the return address and fp is still the
 caller's. So the first step takes lr as the caller's pc when lr points into code and
-the record at fp does not already hold it.
+the record at fp does not already hold it. The chain ends at a record whose fp or
+return address is 0, as a thread's entry point leaves it.
 
 Pointer authentication (Apple's arm64e) signs return addresses and saved frame
 pointers in their high bits; those bits are masked off above the highest address a
@@ -47,6 +48,8 @@ def caller(walk: Walk, frame: Frame) -> tuple[Context, str] | None:
             if name in registers:
                 registers[name] = strip_authentication(walk, registers[name])
         return make_context("arm64", registers), "cfi"
+    if frame.trust == "frame_pointer" and _chain_ends(walk, frame):
+        return None
     found = _leaf_return(walk, frame) if frame.trust == "context" else None
     if found is None:
         found = _by_frame_record(walk, frame)
@@ -54,6 +57,13 @@ def caller(walk: Walk, frame: Frame) -> tuple[Context, str] | None:
         return found, "frame_pointer"
     found = _by_scan(walk, frame)
     return (found, "scan") if found is not None else None
+
+
+def _chain_ends(walk: Walk, frame: Frame) -> bool:
+    """Whether a frame found along the chain is the outermost: its fp is 0, or its
+    record holds no return address (how thread entry points end the chain)."""
+    fp = register(frame.context, "fp")
+    return fp == 0 or (fp is not None and walk.memory.read_pointer(fp + WORD) == 0)
 
 
 def _leaf_return(walk: Walk, frame: Frame) -> Context | None:
@@ -66,8 +76,10 @@ def _leaf_return(walk: Walk, frame: Frame) -> Context | None:
     fp = register(frame.context, "fp")
     registers = {"pc": lr, "sp": sp}
     if fp is not None:
-        saved = walk.memory.read_pointer(fp + WORD) if fp else None
-        if saved is not None and strip_authentication(walk, saved) == lr:
+        saved = walk.memory.read_pointer(fp + WORD) if fp else 0
+        if saved is None:
+            return None  # fp points off the stack: it is not being used as one
+        if strip_authentication(walk, saved) == lr:
             return None  # the record at fp is this function's own: not a leaf
         registers["fp"] = fp
     return make_context("arm64", registers)
@@ -85,12 +97,16 @@ def _by_frame_record(walk: Walk, frame: Frame) -> Context | None:
     pc = strip_authentication(walk, pc)
     if not LOWEST_CODE <= pc <= HIGHEST_CODE:
         return None
-    registers = {"pc": pc, "sp": fp + 2 * WORD, "fp": caller_fp}
-    # The caller's own record keeps the lr it was entered with, which CFI rules at a
-    # function's first instruction refer to.
-    lr = walk.memory.read_pointer(caller_fp + WORD) if caller_fp else None
-    if lr is not None:
-        registers["lr"] = strip_authentication(walk, lr)
+    registers = {"pc": pc, "sp": fp + 2 * WORD}
+    # The chain runs up the stack and ends with 0. A saved fp elsewhere belongs to
+    # code that uses x29 for something else: the caller is kept, its fp is unknown.
+    if caller_fp == 0 or caller_fp > fp and walk.memory.read_pointer(caller_fp) is not None:
+        registers["fp"] = caller_fp
+        # The caller's own record keeps the lr it was entered with, which CFI rules
+        # at a function's first instruction refer to.
+        lr = walk.memory.read_pointer(caller_fp + WORD) if caller_fp else None
+        if lr is not None:
+            registers["lr"] = strip_authentication(walk, lr)
     return make_context("arm64", registers)
 
 
