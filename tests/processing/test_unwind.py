@@ -124,7 +124,7 @@ def stack64(**words: int) -> FakeMemory:
 def walk(context: Context, memory, symbols=None, **kwargs) -> list[Frame]:
     return walk_stack(
         context, memory, kwargs.pop("modules", MODULES), symbols or NoSymbols(),
-        stack_range=kwargs.pop("stack_range", (STACK, STACK_SIZE)), **kwargs,
+        stack_range=kwargs.pop("stack_range", (STACK, STACK + STACK_SIZE)), **kwargs,
     )
 
 

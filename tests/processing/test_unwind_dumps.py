@@ -38,7 +38,7 @@ ARM64_EXTRA_FRAME = {"android-arm64-firefox-sigsegv.dmp": 38}
 def walk_thread(dump: Minidump, thread: Thread, context=None) -> list[Frame]:
     return walk_stack(
         context or thread.context, dump.memory, dump.modules, NoSymbols(),
-        (thread.stack_base, thread.stack_size),
+        (thread.stack_base, thread.stack_base + thread.stack_size),
         os=dump.system_info.os, unloaded_modules=dump.unloaded_modules,
     )
 

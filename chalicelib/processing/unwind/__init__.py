@@ -77,9 +77,9 @@ def walk_stack(
 ) -> list[Frame]:
     """The frames of one thread, frame 0 first. Never raises on bad memory or registers.
 
-    `stack_range` is (base, size) of the thread's stack memory, as Thread.stack_base
-    and stack_size give it: reads stay inside it and every caller's stack pointer must
-    too. `os` is SystemInfo.os ("Windows NT", "iOS", ...), which decides a few
+    `stack_range` is (start, end) of the thread's stack memory (Thread.stack_base and
+    stack_base + stack_size): reads stay inside it and every caller's stack pointer
+    must too. `os` is SystemInfo.os ("Windows NT", "iOS", ...), which decides a few
     conventions (no rbp chain on Windows, r7 as the arm frame pointer on iOS).
     `unloaded_modules` name the modules that once held a pc no loaded module holds.
     """
@@ -95,6 +95,7 @@ def walk_stack(
         symbols=symbols,
         code_end=module_end(modules),
     )
+    walk.frames = frames
     while True:
         frame = frames[-1]
         _symbolize(frame, walk, unloaded_modules)

@@ -32,9 +32,10 @@ CFI_ALIASES = {
 
 
 class StackMemory:
-    """The memory a walk may read: the thread's stack when its range is known (the
-    fallback is every captured range). Reads outside it, or of addresses that do not
-    fit the CPU's pointer width, answer None; so does the absence of memory."""
+    """The memory a walk may read: the thread's stack when its range (start, end) is
+    known, else every captured range. Reads outside it, or of addresses that do not
+    fit the CPU's pointer width, answer None; so does the absence of memory. It offers
+    Memory's reads, so symbol providers can take it for the dump's memory."""
 
     def __init__(
         self, memory: Memory | None, stack_range: tuple[int, int] | None, pointer_size: int
@@ -42,19 +43,17 @@ class StackMemory:
         self.memory = memory
         self.pointer_size = pointer_size
         self.limit = 1 << (8 * pointer_size)
-        if stack_range is not None:
-            base, size = stack_range
-            self.low, self.high = base, min(base + size, self.limit)
-        else:
-            self.low, self.high = 0, self.limit
+        self.low, self.high = stack_range if stack_range is not None else (0, self.limit)
+        self.high = min(self.high, self.limit)
 
     def contains(self, address: int) -> bool:
         return self.low <= address < self.high
 
-    def read_pointer(self, address: int) -> int | None:
-        if self.memory is None or not self.low <= address <= self.high - self.pointer_size:
+    def read_pointer(self, address: int, size: int | None = None) -> int | None:
+        size = size or self.pointer_size
+        if self.memory is None or not self.low <= address <= self.high - size:
             return None
-        return self.memory.read_pointer(address, self.pointer_size)
+        return self.memory.read_pointer(address, size)
 
     def read(self, address: int, size: int) -> bytes | None:
         if self.memory is None or size < 0 or not self.low <= address <= self.high - size:
@@ -85,6 +84,7 @@ class Walk:
     modules: Modules
     symbols: SymbolProvider
     code_end: int = 0  # the highest address any module occupies
+    frames: list[Frame] = dataclasses.field(default_factory=list)  # so far, frame 0 first
 
     @property
     def pointer_size(self) -> int:
@@ -128,7 +128,7 @@ def caller_by_cfi(
     the rules give no pc and sp."""
     if frame.module is None or not frame.context.is_valid(SP[walk.cpu]):
         return None
-    recovered = walk.symbols.walk_frame(frame.module, frame, walk.memory)  # type: ignore[arg-type]
+    recovered = _ask_cfi(walk, frame, frame.module)
     if not recovered:
         return None
     aliases = CFI_ALIASES.get(walk.cpu, {})
@@ -143,6 +143,22 @@ def caller_by_cfi(
     if PC[walk.cpu] not in registers or SP[walk.cpu] not in registers:
         return None
     return registers
+
+
+def _ask_cfi(walk: Walk, frame: Frame, module: Module) -> dict[str, int] | None:
+    """walk_frame, telling a provider that can use it (x86 STACK WIN programs) the
+    parameter size of the function this frame called."""
+    sizer = getattr(walk.symbols, "parameter_size", None)
+    if sizer is None:
+        return walk.symbols.walk_frame(module, frame, walk.memory)  # type: ignore[arg-type]
+    size = 0
+    if len(walk.frames) >= 2 and walk.frames[-1] is frame:
+        grand_callee = walk.frames[-2]
+        if grand_callee.module is not None:
+            size = sizer(grand_callee.module, grand_callee)
+    return walk.symbols.walk_frame(  # type: ignore[call-arg]
+        module, frame, walk.memory, grand_callee_parameter_size=size,  # type: ignore[arg-type]
+    )
 
 
 def scan_for_return(walk: Walk, frame: Frame) -> tuple[int, int] | None:
