@@ -22,7 +22,8 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
-from chalicelib import config, report
+from chalicelib import config, crash_store, crash_summary, report
+from chalicelib.crash_store import CRASHES, SIGNATURES, CrashEntry
 from chalicelib.store import ReportStore, StoreError
 
 log = logging.getLogger("pruning")
@@ -46,6 +47,7 @@ class _Report:
     facets: tuple[str, ...]
     parts_size: int = 0  # the claim's parts, counted on the newest report of that claim
     part_keys: Sequence[str] = ()
+    output_keys: list[str] = dataclasses.field(default_factory=list)  # processing's keys
 
 
 @dataclasses.dataclass(slots=True)
@@ -70,6 +72,8 @@ class PruneResult:
     orphan_bytes: int = 0
     in_progress_uploads: int = 0
     other_keys: int = 0
+    processing_orphans_removed: int = 0
+    unprocessed: int = 0
     s3_requests: dict[str, int] = dataclasses.field(default_factory=dict)
     duration_ms: int = 0
     dry_run: bool = False
@@ -77,10 +81,13 @@ class PruneResult:
     deleted_reports: list[tuple[str, list[str]]] = dataclasses.field(default_factory=list)
     orphan_keys: list[str] = dataclasses.field(default_factory=list)
     summary: dict[str, Any] | None = None
+    signature_summary: dict[str, Any] | None = None
+    unprocessed_ids: list[str] = dataclasses.field(default_factory=list)
 
     LOGGED: ClassVar[tuple[str, ...]] = (
         "objects_scanned", "bytes_before", "bytes_after", "limit_bytes", "reports_deleted",
-        "orphans_removed", "orphan_bytes", "in_progress_uploads", "other_keys", "s3_requests",
+        "orphans_removed", "orphan_bytes", "in_progress_uploads", "other_keys",
+        "processing_orphans_removed", "unprocessed", "s3_requests",
         "duration_ms", "dry_run", "newest_deleted_id",
     )
 
@@ -119,7 +126,7 @@ def prune_to_limit(
     now = now or datetime.datetime.now(datetime.timezone.utc)
     result = PruneResult(limit_bytes=max_bytes, dry_run=dry_run)
 
-    reports, uploads = _scan(store, result)
+    reports, uploads, output = _scan(store, result)
     reports.sort(key=lambda item: item.id)
     # A claim's parts go with its newest report: normally the only one, but a report
     # whose dump was pruned can be re-uploaded under the same claim with a new id.
@@ -152,8 +159,15 @@ def prune_to_limit(
     result.bytes_after = kept_bytes + in_progress_bytes
     result.reports_deleted = len(deleted)
     result.newest_deleted_id = deleted[-1].id if deleted else None
-    result.deleted_reports = [(item.id, [item.key, *item.part_keys]) for item in deleted]
+    _attach_output(reports, output, result, cutoff)
+    result.deleted_reports = [
+        (item.id, [item.key, *item.part_keys, *item.output_keys]) for item in deleted
+    ]
     result.summary = build_summary(kept, now)
+    result.signature_summary = crash_summary.build(
+        (crash_summary.CountedReport(item.id, *item.facets) for item in kept),
+        output.crashes, now,
+    )
 
     if not dry_run:
         # Every commit marker goes in the same or an earlier batch than any part, so a
@@ -162,8 +176,11 @@ def prune_to_limit(
         keys = [item.key for item in deleted]
         keys += [key for item in deleted for key in item.part_keys]
         keys += result.orphan_keys
+        keys += [key for item in deleted for key in item.output_keys]
+        keys += output.orphan_keys
         store.delete_keys(keys)
         store.put_summary(result.summary)
+        store.put_json(crash_store.SIGNATURE_SUMMARY, result.signature_summary)
 
     result.s3_requests = dict(collections.Counter(store.requests) - requests_before)
     result.duration_ms = round((time.monotonic() - started) * 1000)
@@ -176,10 +193,27 @@ def _refreshed(store: ReportStore, claim: str, cutoff: float) -> bool:
     return modified is not None and modified.timestamp() >= cutoff
 
 
-def _scan(store: ReportStore, result: PruneResult) -> tuple[list[_Report], dict[str, _Upload]]:
-    """One pass over the listing: reports, parts grouped by claim, and the rest counted."""
+@dataclasses.dataclass
+class _Output:
+    """What processing wrote, by report id: crash keys and signature markers."""
+
+    crashes: dict[str, CrashEntry] = dataclasses.field(default_factory=dict)
+    keys: dict[str, list[tuple[str, float]]] = dataclasses.field(default_factory=dict)
+    orphan_keys: list[str] = dataclasses.field(default_factory=list)
+
+    def add(self, report_id: str, key: str, modified: float) -> None:
+        self.keys.setdefault(report_id, []).append((key, modified))
+
+
+def _scan(
+    store: ReportStore, result: PruneResult
+) -> tuple[list[_Report], dict[str, _Upload], _Output]:
+    """One pass over the listing: reports, parts grouped by claim, processing output,
+    and the rest counted."""
     reports: list[_Report] = []
     uploads: dict[str, _Upload] = {}
+    output = _Output()
+    crashes_at, markers_at = store.prefix + CRASHES, store.prefix + SIGNATURES
     facets: dict[tuple[str, ...], tuple[str, ...]] = {}  # one tuple per distinct combination
     for stored in store.iter_objects():
         result.objects_scanned += 1
@@ -204,9 +238,40 @@ def _scan(store: ReportStore, result: PruneResult) -> tuple[list[_Report], dict[
                 upload.keys.append(stored.key)
                 upload.size += stored.size
                 upload.newest = max(upload.newest, modified)
-        elif stored.kind == "other":
+        elif stored.key.startswith(crashes_at):
+            entry = crash_store.parse_crash_name(stored.key[len(crashes_at):], stored.key)
+            if entry is None:
+                result.other_keys += 1
+                continue
+            # Two keys for one report only while it is reprocessed: count the newest.
+            output.crashes[entry.report_id] = entry
+            output.add(entry.report_id, stored.key, stored.last_modified.timestamp())
+        elif stored.key.startswith(markers_at):
+            marker = crash_store.parse_marker_name(stored.key[len(markers_at):])
+            if marker is None:
+                result.other_keys += 1
+                continue
+            output.add(marker[1].id, stored.key, stored.last_modified.timestamp())
+        elif stored.kind == "other" and not stored.key.endswith(crash_store.SIGNATURE_SUMMARY):
             result.other_keys += 1
-    return reports, uploads
+    return reports, uploads, output
+
+
+def _attach_output(
+    reports: Sequence[_Report], output: _Output, result: PruneResult, cutoff: float
+) -> None:
+    """Give each report its processing keys; keys of no listed report are orphans once
+    older than the grace period (a report pruned while it was being processed)."""
+    for item in reports:
+        item.output_keys = [key for key, _ in output.keys.pop(item.id, ())]
+        if item.id not in output.crashes:
+            result.unprocessed += 1
+            result.unprocessed_ids.append(item.id)
+    for keys in output.keys.values():
+        for key, modified in keys:
+            if modified < cutoff:
+                output.orphan_keys.append(key)
+    result.processing_orphans_removed = len(output.orphan_keys)
 
 
 def build_summary(kept: Sequence[_Report], now: datetime.datetime) -> dict[str, Any]:

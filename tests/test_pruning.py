@@ -31,6 +31,8 @@ LIMITS = Limits(64 * 1024 * 1024, 512, 65536)
 T0 = datetime.datetime(2026, 11, 1, 23, 50, tzinfo=datetime.timezone.utc)
 HOUR = 3600
 MIB = 1024 * 1024
+# What every run writes (unless a dry run): the totals and the per-signature counts.
+WRITTEN = ("signatures.json", "summary.json")
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -141,12 +143,14 @@ def test_over_the_limit_exactly_the_oldest_go_and_the_newest_stay_byte_exact(bac
 
     after = listing(backend)
     summary_key = backend.prefix + "summary.json"
+    signatures_key = backend.prefix + "signatures.json"
     gone = {key for report_id in ids[:3] for key in layout[report_id]}
-    assert set(after) == (set(before) - gone) | {summary_key}
-    assert {k: v for k, v in after.items() if k != summary_key} == {
+    assert set(after) == (set(before) - gone) | {summary_key, signatures_key}
+    assert {k: v for k, v in after.items() if k not in (summary_key, signatures_key)} == {
         k: v for k, v in before.items() if k not in gone
     }
-    assert sum(size for key, size in after.items() if key != summary_key) == newest_three
+    written = (summary_key, signatures_key)
+    assert sum(size for key, size in after.items() if key not in written) == newest_three
     for old in sent[:3]:
         assert_gone(store, old.id)
     for new in sent[3:]:
@@ -156,7 +160,7 @@ def test_over_the_limit_exactly_the_oldest_go_and_the_newest_stay_byte_exact(bac
     assert result.reports_deleted == 3
     assert result.bytes_before == report_bytes(layout, ids) == sum(before.values())
     assert result.bytes_after == newest_three <= result.limit_bytes
-    assert result.s3_requests == {"ListObjectsV2": 1, "DeleteObjects": 1, "PutObject": 1}
+    assert result.s3_requests == {"ListObjectsV2": 1, "DeleteObjects": 1, "PutObject": 2}
     assert store.get_summary()["oldest_id"] == ids[3]
 
 
@@ -191,7 +195,8 @@ def test_at_the_limit_nothing_is_deleted_and_the_summary_counts_every_report(bac
 
     after = listing(backend)
     summary_key = backend.prefix + "summary.json"
-    assert {k: v for k, v in after.items() if k != summary_key} == before
+    signatures_key = backend.prefix + "signatures.json"
+    assert {k: v for k, v in after.items() if k not in (summary_key, signatures_key)} == before
     assert result.reports_deleted == 0 and result.deleted_ids == []
     assert result.bytes_before == result.bytes_after == sum(before.values())
     assert "DeleteObjects" not in result.s3_requests
@@ -221,7 +226,7 @@ def test_under_the_limit_nothing_is_deleted(backend) -> None:
 
     result = pruning.prune_to_limit(store, 10 * MIB, HOUR)
 
-    assert {k: v for k, v in listing(backend).items() if not k.endswith("summary.json")} == before
+    assert {k: v for k, v in listing(backend).items() if not k.endswith(WRITTEN)} == before
     assert result.reports_deleted == 0 and result.orphans_removed == 0
     for each in sent:
         assert_stored_whole(store, each)
@@ -232,9 +237,9 @@ def test_empty_bucket(backend) -> None:
 
     result = pruning.prune_to_limit(store, 0, HOUR)
 
-    assert list(listing(backend)) == [backend.prefix + "summary.json"]
+    assert list(listing(backend)) == [backend.prefix + name for name in WRITTEN]
     assert (result.objects_scanned, result.bytes_before, result.bytes_after) == (0, 0, 0)
-    assert result.s3_requests == {"ListObjectsV2": 1, "PutObject": 1}
+    assert result.s3_requests == {"ListObjectsV2": 1, "PutObject": 2}
     summary = store.get_summary()
     assert (summary["total_reports"], summary["total_bytes"], summary["newest_id"]) == (0, 0, None)
 
@@ -257,7 +262,7 @@ def test_keys_outside_the_layout_are_never_counted_nor_touched(backend) -> None:
     assert result.deleted_ids == [s.id for s in sent]
     assert result.other_keys == 3
     assert result.bytes_before == report_bytes(layout, [s.id for s in sent])
-    assert set(listing(backend)) == set(unrelated) | {backend.prefix + "summary.json"}
+    assert set(listing(backend)) == set(unrelated) | {backend.prefix + name for name in WRITTEN}
     for key, body in unrelated.items():
         assert backend.read(key) == body
     assert backend.read(sibling) == b"{}"
@@ -295,7 +300,8 @@ def test_orphans_older_than_the_grace_period_go_and_younger_ones_stay(backend) -
     result = pruning.prune_to_limit(store, 10 * MIB, orphan_grace_seconds=2, now=now)
 
     after = listing(backend)
-    assert set(after) == (set(before) - set(old_parts)) | {backend.prefix + "summary.json"}
+    written = {backend.prefix + name for name in WRITTEN}
+    assert set(after) == (set(before) - set(old_parts)) | written
     assert set(young_parts) <= set(after)
     assert result.orphans_removed == len(old_parts) == 2
     assert result.orphan_bytes == sum(old_parts.values())
@@ -316,14 +322,14 @@ def test_uploads_in_progress_are_counted_but_never_deleted(backend) -> None:
     assert result.deleted_ids == [s.id for s in sent]
     assert result.in_progress_uploads == 1 and result.orphans_removed == 0
     assert result.bytes_after == sum(in_progress.values())
-    assert {k: v for k, v in listing(backend).items() if not k.endswith("summary.json")} \
+    assert {k: v for k, v in listing(backend).items() if not k.endswith(WRITTEN)} \
         == in_progress
 
     later = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=2)
     result = pruning.prune_to_limit(store, 0, orphan_grace_seconds=HOUR, now=later)
 
     assert result.orphans_removed == 2 and result.orphan_bytes == sum(in_progress.values())
-    assert list(listing(backend)) == [backend.prefix + "summary.json"]
+    assert list(listing(backend)) == [backend.prefix + name for name in WRITTEN]
 
 
 def test_a_stale_report_sharing_its_claim_goes_without_the_newer_reports_parts(backend) -> None:
@@ -370,7 +376,7 @@ def test_deletes_go_in_batches_of_1000_keys(moto_backend, deleted_keys) -> None:
     assert store.requests["DeleteObjects"] == math.ceil(deleted_keys / 1000)
     assert store.requests["ListObjectsV2"] == math.ceil(deleted_keys / 1000)
     assert result.s3_requests == dict(store.requests)
-    assert list(listing(moto_backend)) == [moto_backend.prefix + "summary.json"]
+    assert list(listing(moto_backend)) == [moto_backend.prefix + name for name in WRITTEN]
 
 
 def test_the_run_logs_one_json_line(backend, caplog) -> None:
@@ -386,11 +392,12 @@ def test_the_run_logs_one_json_line(backend, caplog) -> None:
     assert set(logged) == {
         "objects_scanned", "bytes_before", "bytes_after", "limit_bytes", "reports_deleted",
         "orphans_removed", "orphan_bytes", "in_progress_uploads", "other_keys",
-        "s3_requests", "duration_ms", "dry_run", "newest_deleted_id",
+        "processing_orphans_removed", "unprocessed", "s3_requests", "duration_ms", "dry_run",
+        "newest_deleted_id",
     }
     assert logged["objects_scanned"] == 6 and logged["reports_deleted"] == 2
     assert logged["bytes_after"] == 0 and logged["limit_bytes"] == 0
-    assert logged["s3_requests"] == {"ListObjectsV2": 1, "DeleteObjects": 1, "PutObject": 1}
+    assert logged["s3_requests"] == {"ListObjectsV2": 1, "DeleteObjects": 1, "PutObject": 2}
     assert logged == json.loads(result.as_log_line())
 
 
@@ -486,7 +493,7 @@ def test_local_run_calls_the_schedule_the_same_way(backend, app_env) -> None:
 
     for each in sent:
         assert_gone(store, each.id)
-    assert list(listing(backend)) == [backend.prefix + "summary.json"]
+    assert list(listing(backend)) == [backend.prefix + name for name in WRITTEN]
 
 
 def test_command_line_dry_run_prints_what_would_go_then_prunes(backend, app_env, capsys) -> None:
@@ -511,7 +518,7 @@ def test_command_line_dry_run_prints_what_would_go_then_prunes(backend, app_env,
     assert pruning.main(["--max-mb", "0"]) == 0
 
     assert json.loads(capsys.readouterr().out)["reports_deleted"] == 3
-    assert list(listing(backend)) == [backend.prefix + "summary.json"]
+    assert list(listing(backend)) == [backend.prefix + name for name in WRITTEN]
 
 
 @pytest.mark.seaweedfs
@@ -539,7 +546,7 @@ def test_a_report_with_over_100_attachments_goes_whole(moto_backend) -> None:
     assert len(moto_backend.keys()) == 1 + 1 + 105
     result = pruning.prune_to_limit(store, 0, HOUR, now=T0)
     assert result.reports_deleted == 1
-    assert moto_backend.keys() == [moto_backend.prefix + "summary.json"]
+    assert moto_backend.keys() == [moto_backend.prefix + name for name in WRITTEN]
 
 
 def test_a_report_key_with_other_facts_keeps_its_parts(moto_backend) -> None:
@@ -571,7 +578,7 @@ def test_an_orphan_whose_dump_was_rewritten_since_the_listing_is_kept(moto_backe
     monkeypatch.setattr(store, "dump_modified", lambda claim: later)  # rewritten just now
     result = pruning.prune_to_limit(store, 10 * MIB, HOUR, now=later)
     assert result.orphans_removed == 0 and result.in_progress_uploads == 1
-    assert moto_backend.keys() == sorted(parts + [moto_backend.prefix + "summary.json"])
+    assert moto_backend.keys() == sorted(parts + [moto_backend.prefix + n for n in WRITTEN])
     monkeypatch.undo()
     result = pruning.prune_to_limit(store, 10 * MIB, HOUR, now=later)
     assert result.orphans_removed == 2
