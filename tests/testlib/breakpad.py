@@ -36,6 +36,7 @@ TRUST = {
     "previous frame's frame pointer": "frame_pointer",
     "stack scanning": "scan",
     "simulating a return from leaf function": "leaf",
+    "inline record": "inline",
 }
 
 
@@ -43,9 +44,10 @@ TRUST = {
 class BreakpadFrame:
     index: int
     module: str | None          # None when no module holds the address
-    offset: int                 # from the module's base, else the address itself
+    offset: int | None          # from the module's base, else the address; None with symbols
     registers: dict[str, int]   # the ones Breakpad knows for this frame
-    trust: str
+    trust: str                  # "inline" for a function inlined into the next frame
+    function: str | None = None
 
 
 def stackwalk_binary() -> Path:
@@ -72,14 +74,16 @@ def stackwalk_binary() -> Path:
     return binary
 
 
-def crashing_thread(dump: Path) -> list[BreakpadFrame]:
-    """The crashing thread's frames as minidump_stackwalk walks them without symbols."""
-    threads = parse_threads(_run(["-c", str(dump)]))
+def crashing_thread(dump: Path, symbols: Path | None = None) -> list[BreakpadFrame]:
+    """The crashing thread's frames as minidump_stackwalk walks them, with the symbol
+    files under `symbols` (module/debug id/module.sym) when given."""
+    threads = parse_threads(_run(["-c", str(dump), *([str(symbols)] if symbols else [])]))
     return next(iter(threads.values()), [])
 
 
 def threads(dump: Path) -> dict[int, list[BreakpadFrame]]:
-    """Every thread's frames by thread index (the dump's thread list order)."""
+    """Every thread's frames by thread index (the dump's thread list order), walked
+    without symbols."""
     return parse_threads(_run([str(dump)]))
 
 
@@ -92,7 +96,11 @@ def _run(arguments: list[str]) -> str:
 
 
 THREAD_LINE = re.compile(r"^Thread (\d+)")
-FRAME_LINE = re.compile(r"^\s*(\d+)\s+(?:(.+?) \+ 0x([0-9a-f]+)|0x([0-9a-f]+))\s*$")
+FRAME_LINE = re.compile(r"^\s*(\d+)  (\S.*)$")
+ADDRESS = re.compile(r"^0x([0-9a-f]+)$")
+MODULE_OFFSET = re.compile(r"^([^!]+) \+ 0x([0-9a-f]+)$")
+# module!function, then " [file : line + 0x..]" or " + 0x.." (trimmed off)
+FUNCTION = re.compile(r"^([^!]+)!(.+?)(?: \[.* : \d+ \+ 0x[0-9a-f]+\]| \+ 0x[0-9a-f]+)?$")
 REGISTER = re.compile(r"(\w+) = 0x([0-9a-f]+)")
 
 
@@ -111,11 +119,7 @@ def parse_threads(output: str) -> dict[int, list[BreakpadFrame]]:
             break
         match = FRAME_LINE.match(line)
         if match:
-            index, module, offset, address = match.groups()
-            frames.append(BreakpadFrame(
-                index=int(index), module=module,
-                offset=int(offset or address, 16), registers={}, trust="unknown",
-            ))
+            frames.append(_frame(int(match.group(1)), match.group(2).rstrip()))
         elif frames and "Found by:" in line:
             frames[-1].trust = TRUST.get(line.split("Found by:", 1)[1].strip(), "unknown")
         elif frames:
@@ -125,6 +129,17 @@ def parse_threads(output: str) -> dict[int, list[BreakpadFrame]]:
     return result
 
 
+def _frame(index: int, text: str) -> BreakpadFrame:
+    frame = BreakpadFrame(index=index, module=None, offset=None, registers={}, trust="unknown")
+    if match := ADDRESS.match(text):
+        frame.offset = int(match.group(1), 16)
+    elif match := MODULE_OFFSET.match(text):
+        frame.module, frame.offset = match.group(1), int(match.group(2), 16)
+    elif match := FUNCTION.match(text):
+        frame.module, frame.function = match.groups()
+    return frame
+
+
 if __name__ == "__main__":
     for frame in crashing_thread(Path(sys.argv[1])):
-        print(frame.index, frame.module, hex(frame.offset), frame.trust)
+        print(frame.index, frame.module, frame.offset, frame.function, frame.trust)
