@@ -3,15 +3,16 @@
 The index answers every lookup the walker makes with a few small range reads, so a
 crash never downloads or parses a whole symbol file. Layout (integers big-endian):
 
-    preamble   MAGIC, header offset (u64), header length (u32), padding to 32 bytes
+    preamble   MAGIC, header offset (u64), JSON and tops lengths (u32), padding to 32
     tables     per table: its records sorted by key, then its fence levels
     strings    names, file names, CFI rule texts, STACK WIN programs (UTF-8)
-    header     JSON: the MODULE line, each table's place and shape, the top fences
+    header     JSON (the MODULE line, each table's place and shape), then the tops
 
 A table is a static search tree: level 1 holds the first key of each block of BLOCK
 records, level 2 the first key of each block of BLOCK level-1 keys, and so on up to a
-top level of at most BLOCK keys kept in the header. A lookup reads one block per level
-below the top, each at most BLOCK records or keys.
+top level of at most TOP_KEYS keys, read with the header. A lookup reads one block per
+level below the top, each at most BLOCK records or keys: two reads for a table of
+BLOCK * TOP_KEYS (262,144) records, three up to 16 million.
 
 Range tables (FUNC, line, STACK CFI INIT, STACK WIN) keep, where records overlap, the
 one starting first (the longer on a tie) and drop the others, so each address has one
@@ -32,8 +33,9 @@ from chalicelib.symfile.spool import Spool, drop_overlaps
 
 MAGIC = b"BPSYMIX1"
 VERSION = 1
-PREAMBLE = struct.Struct(">8sQI12x")
+PREAMBLE = struct.Struct(">8sQII8x")
 BLOCK = 64
+TOP_KEYS = 4096
 MAX_CFI_DELTAS = 1 << 16
 
 # name: (struct format, key width in bytes, is a range table)
@@ -155,7 +157,8 @@ def _start_end(record: bytes) -> tuple[int, int]:
     return address, address + size
 
 
-def _write_table(out: IO[bytes], base: int, name: str, spool: Spool) -> dict[str, Any]:
+def _write_table(out: IO[bytes], base: int, name: str, spool: Spool,
+                 tops: bytearray) -> dict[str, Any]:
     fmt, key_width, is_range = TABLES[name]
     width = STRUCTS[name].size
     records: Iterator[bytes] = iter(spool)
@@ -176,15 +179,18 @@ def _write_table(out: IO[bytes], base: int, name: str, spool: Spool) -> dict[str
     out.write(buffer)
     levels = []
     keys = bytes(level1)
-    while len(keys) > BLOCK * key_width:
+    tops_start = len(tops)
+    while len(keys) > TOP_KEYS * key_width:
         levels.append({"offset": out.tell() - base, "count": len(keys) // key_width})
         out.write(keys)
         keys = b"".join(
             keys[i:i + key_width] for i in range(0, len(keys), BLOCK * key_width)
         )
+    tops += keys
     return {
         "format": fmt, "width": width, "key": key_width, "count": count,
-        "data": data_offset, "levels": levels, "top": keys.hex(),
+        "data": data_offset, "levels": levels,
+        "top": {"offset": tops_start, "count": len(keys) // key_width},
         "input_sorted": spool.sorted,
     }
 
@@ -205,8 +211,11 @@ def build_index(stream: IO[bytes], out: IO[bytes], strict: bool = True,
         if builder.module is None:
             raise rec.SymFileError(1, "empty file: expected a MODULE record")
         start = out.tell()
-        out.write(PREAMBLE.pack(MAGIC, 0, 0))
-        tables = {name: _write_table(out, start, name, builder.spools[name]) for name in TABLES}
+        out.write(PREAMBLE.pack(MAGIC, 0, 0, 0))
+        tops = bytearray()
+        tables = {
+            name: _write_table(out, start, name, builder.spools[name], tops) for name in TABLES
+        }
         strings_offset = out.tell() - start
         builder.strings.file.seek(0)
         while chunk := builder.strings.file.read(1 << 20):
@@ -224,9 +233,10 @@ def build_index(stream: IO[bytes], out: IO[bytes], strict: bool = True,
         header_bytes = json.dumps(header, separators=(",", ":")).encode()
         header_offset = out.tell()
         out.write(header_bytes)
+        out.write(tops)
         end = out.tell()
         out.seek(start)
-        out.write(PREAMBLE.pack(MAGIC, header_offset - start, len(header_bytes)))
+        out.write(PREAMBLE.pack(MAGIC, header_offset - start, len(header_bytes), len(tops)))
         out.seek(end)
         return header
     finally:

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple, Protocol
 
 from chalicelib.symfile.index import MAGIC, PREAMBLE, STRUCTS, VERSION
 
-MAX_HEADER_BYTES = 1 << 20
+MAX_HEADER_BYTES = 4 << 20
 _MISSING = object()
 
 
@@ -103,7 +103,8 @@ class WinEntry(NamedTuple):
 
 
 class _Table:
-    def __init__(self, index: SymbolIndex, name: str, info: dict[str, Any]) -> None:
+    def __init__(self, index: SymbolIndex, name: str, info: dict[str, Any],
+                 tops: bytes) -> None:
         self.index = index
         self.struct = STRUCTS[name]
         self.width: int = info["width"]
@@ -111,8 +112,9 @@ class _Table:
         self.count: int = info["count"]
         self.data: int = info["data"]
         self.levels: list[dict[str, int]] = info["levels"]
-        top = bytes.fromhex(info["top"])
         kw = self.key_width
+        first = info["top"]["offset"]
+        top = tops[first:first + info["top"]["count"] * kw]
         self.top = [top[i:i + kw] for i in range(0, len(top), kw)]
         if self.width != self.struct.size:
             raise SymIndexError(f"table {name}: record width {self.width}")
@@ -169,14 +171,17 @@ class SymbolIndex:
         preamble = reader.read(0, PREAMBLE.size)
         if len(preamble) != PREAMBLE.size:
             raise SymIndexError("index cut short")
-        magic, offset, length = PREAMBLE.unpack(preamble)
-        if magic != MAGIC or length > MAX_HEADER_BYTES:
+        magic, offset, json_length, tops_length = PREAMBLE.unpack(preamble)
+        if magic != MAGIC or json_length + tops_length > MAX_HEADER_BYTES:
             raise SymIndexError("not a symbol index")
-        raw = reader.read(offset, length)
+        raw = reader.read(offset, json_length + tops_length)
         self.bytes_read = len(preamble) + len(raw)
         self.reads = 2
+        if len(raw) != json_length + tops_length:
+            raise SymIndexError("index cut short")
+        tops = raw[json_length:]
         try:
-            header = json.loads(raw)
+            header = json.loads(raw[:json_length])
         except ValueError as exc:
             raise SymIndexError("unreadable index header") from exc
         if header.get("version") != VERSION:
@@ -185,7 +190,9 @@ class SymbolIndex:
         self.module: dict[str, str] = header["module"]
         self.block_size: int = header["block"]
         self.strings_offset: int = header["strings"]["offset"]
-        self.tables = {name: _Table(self, name, info) for name, info in header["tables"].items()}
+        self.tables = {
+            name: _Table(self, name, info, tops) for name, info in header["tables"].items()
+        }
 
     def read(self, offset: int, size: int) -> bytes:
         key = (offset, size)

@@ -144,7 +144,8 @@ def test_unsorted_input_is_sorted_by_runs():
     for i in reversed(range(50)):
         lines.append(f"FUNC {0x1000 + i * 0x10:x} 10 0 f{i}")
         lines.append(f"{0x1000 + i * 0x10:x} 10 {i} 0")
-    with mock.patch.object(spool, "RUN_RECORDS", 7), mock.patch.object(index, "BLOCK", 3):
+    with mock.patch.object(spool, "RUN_RECORDS", 7), mock.patch.object(index, "BLOCK", 3), \
+            mock.patch.object(index, "TOP_KEYS", 3):
         data = index_bytes("\n".join(lines))
     ix = SymbolIndex(BytesReader(data))
     assert ix.header["tables"]["func"]["input_sorted"] is False
@@ -192,7 +193,8 @@ def sym_files(draw):
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=sym_files(), block=st.sampled_from([2, 3, 64]), run=st.sampled_from([2, 5, 1000]))
 def test_index_answers_as_the_naive_parser(text, block, run):
-    with mock.patch.object(spool, "RUN_RECORDS", run), mock.patch.object(index, "BLOCK", block):
+    with mock.patch.object(spool, "RUN_RECORDS", run), mock.patch.object(index, "BLOCK", block), \
+            mock.patch.object(index, "TOP_KEYS", block):
         data = index_bytes(text)
     ix = SymbolIndex(BytesReader(data))
     naive = NaiveSymbols(text)

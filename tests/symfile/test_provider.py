@@ -232,7 +232,7 @@ def _walk(path, symbols):
         dump = read_minidump(f)
         thread = next(t for t in dump.threads if t.id == dump.exception.thread_id)
         return walk_stack(dump.exception.context, dump.memory, dump.modules, symbols,
-                          (thread.stack_base, thread.stack_size))
+                          (thread.stack_base, thread.stack_base + thread.stack_size))
 
 
 def test_walk_windows_dump(symbols):
