@@ -4,9 +4,10 @@ Linux/Android signals with their si_code ("SIGSEGV / SEGV_MAPERR"), Windows exce
 codes (access violations read/write/exec, in-page errors, fast-fail subcodes, then
 winerror.h and ntstatus.h names), macOS/iOS EXC_* with their CPU-specific codes.
 
-Codes no table knows keep their numbers: "unknown 0x0000000a / 0x00000000" for a Mach
-exception such as EXC_CRASH or Crashpad's uncaught-NSException code 0x43506e78 ('CPnx'),
-"unknown 0x12345678" for a Windows code. The Windows name tables are in
+EXC_CRASH names the signal packed in its code ("EXC_CRASH / SIGABRT") and Crashpad's
+uncaught-NSException code 0x43506e78 ('CPnx') reads "Uncaught NSException", as
+Breakpad names them (minidump-stackwalk leaves both as numbers). Codes no table knows
+keep their numbers: "unknown 0x12345678" for a Windows code. The Windows name tables are in
 windows_codes.txt next to this module.
 """
 
@@ -121,9 +122,19 @@ _SOFTWARE_CODES = {
 }
 
 
+_EXC_CRASH = 10
+_CRASHPAD_NSEXCEPTION = 0x43506E78
+
+
 def _mac_reason(cpu: str, code: int, flags: int, parameters: tuple[int, ...]) -> str | None:
     if code == _SIMULATED_MAC:
         return "Simulated Exception"
+    if code == _CRASHPAD_NSEXCEPTION:
+        return "Uncaught NSException"
+    if code == _EXC_CRASH:
+        # code[0] packs the signal that ended the process in bits 24-31.
+        signal = _SIGNALS.get((flags >> 24) & 0xFF)
+        return f"EXC_CRASH / {signal}" if signal else f"EXC_CRASH / {flags:#010x}"
     name = _MACH_EXCEPTIONS.get(code)
     if name is None:
         return None

@@ -20,7 +20,7 @@ FIXTURE_REASONS = {
     "android-arm64-firefox-sigsegv.dmp": ("SIGSEGV / SEGV_MAPERR", 0x0),
     # The uncaught-NSException code has no Mach name: it keeps its number.
     "ios-x86_64-simulator-crashpad-nsexception.dmp": (
-        "unknown 0x43506e78 / 0x00000000", 0x1030E9C34),
+        "Uncaught NSException", 0x1030E9C34),
 }
 
 
@@ -101,8 +101,10 @@ def test_signals(os: str, code: int, flags: int, reason: str) -> None:
         ("amd64", 4, 0, "EXC_EMULATION / 0x00000000"),
         ("amd64", 9, 3, "EXC_RPC_ALERT / 0x00000003"),
         ("arm64", 0x43507378, 0, "Simulated Exception"),
-        ("amd64", 10, 0x4200001, "unknown 0x0000000a / 0x04200001"),   # EXC_CRASH
-        ("arm64", 0x43506E78, 0, "unknown 0x43506e78 / 0x00000000"),   # NSException
+        ("amd64", 10, 0x4200001, "EXC_CRASH / SIGILL"),   # signal 4 in the top byte
+        ("arm64", 0x43506E78, 0, "Uncaught NSException"),
+        ("amd64", 10, 0x6000000, "EXC_CRASH / SIGABRT"),
+        ("amd64", 10, 0x0, "EXC_CRASH / 0x00000000"),
         ("arm64", 13, 0, "unknown 0x0000000d / 0x00000000"),
     ],
 )
