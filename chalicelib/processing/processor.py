@@ -8,6 +8,7 @@ within its budget, and the result stored by the crash store.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 import time
@@ -23,6 +24,7 @@ from chalicelib.processing.symbols import NoSymbols, SymbolProvider
 from chalicelib.processing.unwind import Frame, frame_json, walk_stack
 from chalicelib.store import ReportStore, ReportSummary, StoredReport
 
+log = logging.getLogger("processing")
 PROCESSOR_NAME = "crash-collector"
 # Bump when processing output changes: `--reprocess` finds reports made by older ones.
 PROCESSOR_VERSION = 1
@@ -33,12 +35,17 @@ def process_dump(file: BinaryIO, symbols: SymbolProvider | None = None) -> dict[
     """The processed crash of the dump in `file`; an unreadable dump gives its error."""
     started = time.monotonic()
     symbols = symbols or NoSymbols()
+    dump = None
     try:
         dump = read_minidump(file)
         crash = _describe(dump, symbols)
     except MinidumpError as error:
         crash = error_crash(error.kind, str(error))
-        dump = None
+    except (MemoryError, budget.BudgetExceeded):
+        raise
+    except Exception as error:  # a processor bug must not stop the queue: mark the dump
+        log.exception("processing failed")
+        crash = error_crash("PROCESSOR", f"{type(error).__name__}: {error}")
     crash["processor"] = {
         "name": PROCESSOR_NAME,
         "version": PROCESSOR_VERSION,
@@ -82,7 +89,17 @@ def process_report(
 # -- the JSON, field by field ---------------------------------------------------------
 
 
+THREAD_LIST_STREAM, SYSTEM_INFO_STREAM = 3, 7
+
+
 def _describe(dump: Minidump, symbols: SymbolProvider) -> dict[str, Any]:
+    # As minidump-stackwalk: without these two there is nothing to say about a crash.
+    present = {stream_type for stream_type, _, _ in dump.streams}
+    if dump.system_info is None:
+        raise MinidumpError("MISSING_SYSTEM_INFO", _missing("SystemInfo", dump, present,
+                                                              SYSTEM_INFO_STREAM))
+    if not dump.threads and THREAD_LIST_STREAM not in present:
+        raise MinidumpError("MISSING_THREAD_LIST", "the dump has no thread list")
     info = dump.system_info
     cpu = info.cpu_arch if info else "unknown"
     width = POINTER_SIZE.get(cpu, 8) * 2
@@ -169,6 +186,12 @@ def _describe(dump: Minidump, symbols: SymbolProvider) -> dict[str, Any]:
     }
     crash["signature"] = crash_signature(crash)
     return crash
+
+
+def _missing(name: str, dump: Minidump, present: set[int], stream_type: int) -> str:
+    if stream_type in present:
+        return f"the {name} stream cannot be read: " + "; ".join(dump.warnings[:3])
+    return f"the dump has no {name} stream"
 
 
 def _crashing_thread_index(dump: Minidump) -> int | None:
