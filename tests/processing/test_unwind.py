@@ -545,3 +545,31 @@ def test_unknown_cpu_gives_frame_0_only(cpu):
     context = Context(cpu, {})
     frames = walk_stack(context, stack64(), MODULES, NoSymbols())
     assert len(frames) == 1 and frames[0].trust == "context"
+
+
+class SizedSymbols(FakeSymbols):
+    """A provider that also knows parameter sizes (as STACK WIN records give them)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.sizes_given: list[tuple[int, int]] = []
+
+    def parameter_size(self, module: Module, frame: Frame) -> int:
+        return 0x10 if frame.lookup_address < 0x402000 else 0x4
+
+    def walk_frame(self, module, frame, memory, grand_callee_parameter_size=0):
+        self.sizes_given.append((frame.lookup_address, grand_callee_parameter_size))
+        # The provider reads the stack through the memory it is handed.
+        assert memory.read_pointer(STACK + 0x40, 4) == 0x12345678
+        return super().walk_frame(module, frame, memory)
+
+
+def test_cfi_provider_learns_the_grand_callees_parameter_size():
+    symbols = SizedSymbols(cfi={
+        0x401000: {"eip": 0x402010, "esp": STACK + 0x10},
+        0x40200F: {"eip": 0x403010, "esp": STACK + 0x20},
+    })
+    memory = stack32(o40=0x12345678)
+    frames = walk(x86(0x401000, STACK, 0x10), memory, symbols)
+    assert summary(frames) == [(0x401000, "context"), (0x402010, "cfi"), (0x403010, "cfi")]
+    assert symbols.sizes_given == [(0x401000, 0), (0x40200F, 0x10), (0x40300F, 0x4)]

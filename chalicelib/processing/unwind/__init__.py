@@ -94,8 +94,8 @@ def walk_stack(
         modules=modules,
         symbols=symbols,
         code_end=module_end(modules),
+        frames=frames,
     )
-    walk.frames = frames
     while True:
         frame = frames[-1]
         _symbolize(frame, walk, unloaded_modules)
