@@ -145,8 +145,11 @@ class _Builder:
             return
         deltas = sorted(self._deltas, key=lambda d: d[0])
         self._deltas = []
-        text = init.rules + "\n" + "".join(f"{a:x} {rules}\n" for a, rules in deltas)
-        self._put("cfi", init.address, init.size, *self.strings.add(text))
+        # Delta addresses relative to the INIT's make most rule texts repeat: shared.
+        text = init.rules + "\n" + "".join(
+            f"{a - init.address:x} {rules}\n" for a, rules in deltas
+        )
+        self._put("cfi", init.address, init.size, *self.strings.add(text, share=True))
 
     def finish(self) -> None:
         self._flush_cfi()

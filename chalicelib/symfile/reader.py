@@ -267,7 +267,7 @@ class SymbolIndex:
         for line in lines[1:]:
             if line:
                 delta_address, _, rules = line.partition(" ")
-                deltas.append((int(delta_address, 16), rules))
+                deltas.append((fields[0] + int(delta_address, 16), rules))
         return CfiEntry(fields[0], fields[1], lines[0], tuple(deltas))
 
     def find_win(self, address: int) -> WinEntry | None:
