@@ -92,16 +92,44 @@ def login() -> viewer.Urls:
 
 @app.route("/")
 @pages.html_errors
+def crashes_page():
+    urls = login()
+    page = viewer.crashes_page(crashes(), web.query(app.current_request), urls)
+    return pages.html("crashes.html", page, urls)
+
+
+@app.route("/signatures/{sig}")
+@pages.html_errors
+def signature_page(sig):
+    urls = login()
+    page = viewer.signature_page(crashes(), sig, web.query(app.current_request), urls)
+    return pages.html("signature.html", page, urls)
+
+
+@app.route("/reports")
+@pages.html_errors
 def index():
     urls, query = login(), viewer.Query.parse(web.query(app.current_request))
-    return pages.html("index.html", viewer.index_page(reports(), query, urls), urls)
+    return pages.html("index.html", viewer.index_page(reports(), query, urls, crashes()), urls)
 
 
 @app.route("/reports/{report_id}")
 @pages.html_errors
 def report_page(report_id):
     urls = login()
-    return pages.html("report.html", viewer.report_page(reports(), report_id, urls), urls)
+    page = viewer.report_page(reports(), report_id, urls, crashes())
+    return pages.html("report.html", page, urls)
+
+
+@app.route("/reports/{report_id}/crash.json")
+@web.translate_errors
+def report_crash(report_id):
+    """The processed crash as a file; 404 until the report is processed."""
+    login()
+    crash = crashes().get_crash(report_id)
+    if crash is None:
+        raise store.ReportNotFound(f"{report_id} is not processed yet")
+    return pages.download_json(crash, f"{report_id}.crash.json")
 
 
 def too_big_to_send(size: int) -> bool:
@@ -144,25 +172,41 @@ def report_bundle(report_id):
         return pages.download(archive.read(), bundle.name_for(stored.meta), "application/zip")
 
 
+@app.route("/api/crashes")
+@pages.json_errors
+def api_crashes():
+    urls = login().as_api()
+    return pages.json(viewer.crashes_page(crashes(), web.query(app.current_request), urls))
+
+
+@app.route("/api/signatures/{sig}")
+@pages.json_errors
+def api_signature(sig):
+    urls = login().as_api()
+    return pages.json(viewer.signature_page(crashes(), sig, web.query(app.current_request), urls))
+
+
 @app.route("/api/reports")
 @pages.json_errors
 def api_reports():
     urls, query = login().as_api(), viewer.Query.parse(web.query(app.current_request))
-    return pages.json(viewer.index_page(reports(), query, urls))
+    return pages.json(viewer.index_page(reports(), query, urls, crashes()))
 
 
 @app.route("/api/reports/{report_id}")
 @pages.json_errors
 def api_report(report_id):
     urls = login().as_api()
-    return pages.json(viewer.report_page(reports(), report_id, urls))
+    return pages.json(viewer.report_page(reports(), report_id, urls, crashes()))
 
 
 @app.schedule(Rate(settings().prune_rate_minutes, unit=Rate.MINUTES))
 def prune(event):
-    """Keep the reports under MAX_REPORTS_SIZE_MB; the local run calls this too."""
+    """Keep the reports under MAX_REPORTS_SIZE_MB; the local run calls this too and
+    queues the unprocessed reports the answer names (the newest 1,000)."""
     cfg = settings()
     # A store of its own, so the run's logged S3 request counts are its requests alone.
-    pruning.prune_to_limit(
+    result = pruning.prune_to_limit(
         store.ReportStore.from_config(cfg), cfg.max_reports_bytes, cfg.orphan_grace_seconds
     )
+    return {"unprocessed_ids": result.unprocessed_ids[-1000:]}

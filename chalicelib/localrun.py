@@ -10,6 +10,7 @@ Ctrl-C stops everything.
 from __future__ import annotations
 
 import argparse
+import datetime
 import logging
 import os
 import signal
@@ -18,7 +19,8 @@ from pathlib import Path
 
 import waitress
 
-from chalicelib import config
+from chalicelib import config, report
+from chalicelib.processing.worker import ProcessingPool
 from chalicelib.seaweed import SeaweedServer
 from chalicelib.wsgi import ChaliceWSGI
 
@@ -45,17 +47,27 @@ def serve(app: object, cfg: config.Config, host: str = "127.0.0.1") -> list[obje
     return servers
 
 
-def run_schedule(prune: object, minutes: int, stop: threading.Event) -> None:
-    """Run the app's scheduled pruning every `minutes`, as EventBridge would on AWS."""
+def run_schedule(
+    prune: object, minutes: int, stop: threading.Event, pool: ProcessingPool | None = None
+) -> None:
+    """Run the app's scheduled pruning every `minutes`, as EventBridge would on AWS;
+    reports it finds unprocessed (older than a minute: not just queued) go to the pool."""
     event = {
         "detail-type": "Scheduled Event", "source": "local.schedule", "detail": {}, "time": "",
         "region": "local", "resources": [], "account": "", "id": "", "version": "0",
     }
     while not stop.wait(minutes * 60):
         try:
-            prune(event, None)
+            result = prune(event, None)
         except Exception:
             log.exception("scheduled pruning failed")
+            continue
+        if pool is not None and isinstance(result, dict):
+            settled = report.id_bound(
+                datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=1),
+                False,
+            )
+            pool.add_all(i for i in result.get("unprocessed_ids", ()) if i < settled)
 
 
 def main() -> None:
@@ -89,15 +101,22 @@ def main() -> None:
         if s3 is not None:
             s3.stop()
         raise SystemExit(f"cannot start: {error}") from None
+    pool = None
+    if cfg.processing_workers > 0:
+        pool = ProcessingPool(cfg.processing_workers).start(
+            application.reports(), application.crashes()
+        )
+        application.report_stored.append(pool.add)
     prune = getattr(application, "prune", None)
     if prune is not None:
         threading.Thread(
-            target=run_schedule, args=(prune, cfg.prune_rate_minutes, stop), daemon=True
+            target=run_schedule, args=(prune, cfg.prune_rate_minutes, stop, pool), daemon=True
         ).start()
     where = f", data in {s3.data_dir}" if s3 is not None else ""
     print(f"S3              {endpoint}  bucket {cfg.bucket}{where}")
     print(f"submit          http://{args.host}:{cfg.submit_port}/submit")
     print(f"viewer          http://{args.host}:{cfg.reports_port}/")
+    print(f"processing      {cfg.processing_workers} worker process(es)")
     if not cfg.viewer_users:
         print("viewer login    none set, so the viewer refuses to serve. Set one with:\n"
               "  export VIEWER_USERS=\"admin:$(python -m chalicelib.auth hash)\"")
@@ -110,6 +129,8 @@ def main() -> None:
         stop.set()
         for server in servers:
             server.close()
+        if pool is not None:
+            pool.stop()
         if s3 is not None:
             s3.stop()
 

@@ -108,6 +108,7 @@ def app_env(monkeypatch: pytest.MonkeyPatch):
             monkeypatch.setenv(name, value)
         application.settings.cache_clear()
         application.reports.cache_clear()
+        application.crashes.cache_clear()
         # Read now: chalice.test.Client later overlays .chalice/config.json on os.environ.
         application.settings()
         return application
@@ -115,6 +116,8 @@ def app_env(monkeypatch: pytest.MonkeyPatch):
     yield configure
     application.settings.cache_clear()
     application.reports.cache_clear()
+    application.crashes.cache_clear()
+    application.report_stored.clear()
 
 
 class LiveServers:
@@ -151,6 +154,6 @@ def live_servers(app_env, monkeypatch: pytest.MonkeyPatch):
 
 
 def fixtures_dir() -> Path:
-    return Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "minidumps"
+    return Path(__file__).resolve().parent / "fixtures" / "minidumps"
 
 

@@ -118,7 +118,10 @@ def _describe(dump: Minidump, symbols: SymbolProvider) -> dict[str, Any]:
         if context is not None and context.cpu in POINTER_SIZE:
             stack = (thread.stack_base, thread.stack_base + thread.stack_size) \
                 if thread.stack_size else None
-            frames = walk_stack(context, dump.memory, dump.modules, symbols, stack)
+            frames = walk_stack(
+                context, dump.memory, dump.modules, symbols, stack,
+                os=info.os, unloaded_modules=dump.unloaded_modules,
+            )
         looked_up.update(id(f.module) for f in frames if f.module is not None)
         entry = {
             "thread_id": thread.id,

@@ -8,7 +8,7 @@ import string
 import uuid
 from pathlib import Path
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "minidumps"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "minidumps"
 
 
 def fixture_dump(name: str = "linux-x86_64-breakpad-sigsegv.dmp") -> bytes:
@@ -77,3 +77,18 @@ def chunked(body: bytes, size: int = 65524):
     """Iterate the body in libcurl-sized chunks, so `requests` sends it chunked."""
     for start in range(0, len(body), size):
         yield body[start : start + size]
+
+
+def stored_submission(dump: bytes, **annotations: str):
+    """A parsed Crashpad upload of `dump`, ready for ReportStore.put (a context manager)."""
+    import io
+
+    from chalicelib.submission import Limits, parse_submission
+
+    body, headers, query = crashpad_form(
+        {"platform": "linux", "prod": "Jami", "ver": "1.0", **annotations}, dump=dump
+    )
+    return parse_submission(
+        io.BytesIO(body), {k.lower(): v for k, v in headers.items()}, query,
+        Limits(64 * 1024 * 1024, 512, 65536),
+    )
