@@ -63,6 +63,9 @@ def environment() -> jinja2.Environment:
     )
     env.filters["filesize"] = _filesize
     env.filters["when"] = _when
+    env.filters["dict_without"] = lambda mapping, key: {
+        k: v for k, v in mapping.items() if k != key
+    }
     return env
 
 
@@ -112,6 +115,18 @@ def download(
         "X-Content-Type-Options": "nosniff",
     }
     return Response(body=data, status_code=200, headers=headers)
+
+
+def download_json(data: Any, filename: str) -> Response:
+    """A JSON document to save (Content-Disposition: attachment), not to display."""
+    body = jsonlib.dumps(data, ensure_ascii=False, indent=1, sort_keys=True)
+    headers = {
+        "Content-Type": "application/json; charset=utf-8",
+        "Content-Disposition": f'attachment; filename="{filename}"',
+        "Cache-Control": "no-store",
+        "X-Content-Type-Options": "nosniff",
+    }
+    return Response(body=body, status_code=200, headers=headers)
 
 
 def redirect(url: str) -> Response:

@@ -160,9 +160,10 @@ def viewer_paths() -> list[str]:
 
 def test_the_viewer_routes_are_the_expected_ones() -> None:
     assert viewer_paths() == [
-        "/", "/api/reports", f"/api/reports/{FAKE_ID}", f"/reports/{FAKE_ID}",
-        f"/reports/{FAKE_ID}/attachments/0", f"/reports/{FAKE_ID}/bundle",
-        f"/reports/{FAKE_ID}/dump",
+        "/", "/api/crashes", "/api/reports", f"/api/reports/{FAKE_ID}", "/api/signatures/0",
+        "/reports", f"/reports/{FAKE_ID}", f"/reports/{FAKE_ID}/attachments/0",
+        f"/reports/{FAKE_ID}/bundle", f"/reports/{FAKE_ID}/crash.json",
+        f"/reports/{FAKE_ID}/dump", "/signatures/0",
     ]
 
 
@@ -190,8 +191,9 @@ def test_every_viewer_route_needs_a_login(private_client, path: str, credentials
 def test_with_the_login_the_route_answers(private_client, path: str) -> None:
     response = private_client.http.get(
         path, headers={"Accept": "*/*", "Authorization": basic("admin", PASSWORD)})
-    # Nothing is stored: the index answers, everything about one report is not found.
-    assert response.status_code == (200 if path in ("/", "/api/reports") else 404), path
+    # Nothing is stored: the lists answer, everything about one report is not found.
+    lists = ("/", "/api/crashes", "/reports", "/api/reports")
+    assert response.status_code == (200 if path in lists else 404), path
     assert "WWW-Authenticate" not in response.headers
 
 
@@ -233,5 +235,5 @@ def test_over_real_http_the_browser_gets_the_login_challenge(live_servers, seawe
         response = requests.get(servers.viewer_url + path, timeout=10)
         assert response.status_code == 401, path
         assert response.headers["WWW-Authenticate"].startswith('Basic realm="crash reports"')
-    ok = requests.get(servers.viewer_url + "/", auth=("admin", PASSWORD), timeout=10)
+    ok = requests.get(servers.viewer_url + "/reports", auth=("admin", PASSWORD), timeout=10)
     assert ok.status_code == 200 and "No crash reports yet" in ok.text

@@ -49,7 +49,7 @@ def moto_view(app_env, moto_backend) -> Iterator[Viewer]:
 
 
 def test_an_empty_bucket_shows_a_friendly_empty_state(view) -> None:
-    soup = view.page("/")
+    soup = view.page("/reports")
     assert "No crash reports yet" in soup.select_one(".empty").get_text()
     assert "/submit" in soup.select_one(".empty").get_text()
     assert soup.select("table.reports") == []
@@ -65,18 +65,20 @@ def test_index_rows_show_the_facts_newest_first(view) -> None:
                           "client_sha": "c2" * 20, "jamicore_sha": "j2" * 20,
                           "build_id": "b-200"}, guid="guid-two",
                          dump=forms.fake_dump(3 * 1024 * 1024))
-    soup = view.page("/")
+    soup = view.page("/reports")
     assert row_ids(soup) == [second, first]
     assert cells(soup, second) == {
         "received": report.report_time(second).strftime("%Y-%m-%d %H:%M:%S"),
-        "product_version": "Jami 2.0", "platform": "win64", "client_sha": "c2" * 20,
+        "product_version": "Jami 2.0", "platform": "win64", "crash": "not processed",
+        "client_sha": "c2" * 20,
         "jamicore_sha": "j2" * 20, "build_id": "b-200", "guid": "guid-two",
         "dump": "3.0 MiB",
     }
     assert cells(soup, first)["dump"] == f"{len(forms.fixture_dump()) / 1024:.1f} KiB"
     assert soup.select_one(f"tr#r-{first} a")["href"] == f"/reports/{first}"
     # Each value links to the index filtered by it.
-    assert soup.select_one(f"tr#r-{first} td[data-field=platform] a")["href"] == "/?platform=linux"
+    platform_link = soup.select_one(f"tr#r-{first} td[data-field=platform] a")["href"]
+    assert platform_link == "/reports?platform=linux"
     assert count_text(soup) == "Showing 1–2"
     assert link(soup, "next") is None and link(soup, "prev") is None
 
@@ -84,7 +86,7 @@ def test_index_rows_show_the_facts_newest_first(view) -> None:
 def test_totals_come_from_the_pruners_summary(view) -> None:
     ids = [view.submit({"platform": "linux"}) for _ in range(3)]
     view.backend.store().put_summary({"schema": 1, "total_reports": 1234, "total_bytes": 5})
-    soup = view.page("/?per_page=2")
+    soup = view.page("/reports?per_page=2")
     assert count_text(soup) == "Showing 1–2 of about 1,234"
     soup = view.page(link(soup, "next"))
     assert row_ids(soup) == [ids[0]]
@@ -99,7 +101,7 @@ def test_an_odd_summary_is_ignored(moto_view, summary: bytes) -> None:
     backend = moto_view.backend
     backend.client.put_object(Bucket=backend.bucket, Key=backend.prefix + "summary.json",
                               Body=summary)
-    assert count_text(moto_view.page("/")) == "Showing 1–1"
+    assert count_text(moto_view.page("/reports")) == "Showing 1–1"
 
 
 def test_odd_attachment_numbers_are_not_found() -> None:
@@ -157,7 +159,8 @@ def test_client_values_are_escaped_everywhere(view) -> None:
     script, quotes = '<script>alert("x")</script>', '\'"><img src=x onerror=alert(1)>'
     report_id = view.submit({"platform": script, "client_sha": quotes, "<i>k</i>'": quotes},
                             attachments={"<b>.txt": b"x"})
-    for path in ["/", f"/reports/{report_id}", "/?platform=" + requests.utils.quote(script)]:
+    filtered = "/reports?platform=" + requests.utils.quote(script)
+    for path in ["/reports", f"/reports/{report_id}", filtered]:
         response = view.get(path)
         assert b"<script>" not in response.body and b"<img" not in response.body
         soup = BeautifulSoup(response.body, "html.parser")
@@ -167,11 +170,11 @@ def test_client_values_are_escaped_everywhere(view) -> None:
     shown = {tr.th.get_text(): tr.td.get_text() for tr in soup.select("table.annotations tr")}
     assert shown["<i>k</i>'"] == quotes
     assert soup.select_one("table.attachments a").get_text() == "<b>.txt"
-    index = view.page("/")
+    index = view.page("/reports")
     assert index.select_one("td[data-field=client_sha]")["title"] == quotes
     assert index.select_one("td[data-field=platform] a")["href"] == (
-        "/?platform=%3Cscript%3Ealert%28%22x%22%29%3C%2Fscript%3E")
-    headers = view.get("/").headers
+        "/reports?platform=%3Cscript%3Ealert%28%22x%22%29%3C%2Fscript%3E")
+    headers = view.get("/reports").headers
     assert "script-src" not in headers["Content-Security-Policy"]
     assert headers["Content-Security-Policy"].startswith("default-src 'none'")
 
@@ -267,7 +270,7 @@ def test_the_api_mirrors_the_pages(view) -> None:
     assert data["filters"] == {"product": "Jami"}
     assert data["links"]["older"] == (
         f"/api/reports?product=Jami&per_page=3&before={ids[1]}&offset=3")
-    assert data["links"]["alternate"] == "/?product=Jami&per_page=3"
+    assert data["links"]["alternate"] == "/reports?product=Jami&per_page=3"
     older = view.api(data["links"]["older"])
     assert [r["id"] for r in older["reports"]] == [ids[0]]
     assert older["links"]["older"] is None
@@ -302,7 +305,7 @@ def test_over_real_http_pages_and_downloads(live_servers, seaweed_backend) -> No
                          params=query, timeout=30)
     report_id = sent.text
     auth_pair = ("admin", PASSWORD)
-    page = requests.get(servers.viewer_url + "/?platform=linux", auth=auth_pair, timeout=10)
+    page = requests.get(servers.viewer_url + "/reports?platform=linux", auth=auth_pair, timeout=10)
     assert row_ids(BeautifulSoup(page.text, "html.parser")) == [report_id]
     response = requests.get(f"{servers.viewer_url}/reports/{report_id}/bundle", auth=auth_pair,
                             timeout=10)
@@ -323,5 +326,6 @@ def test_every_viewer_route_is_documented() -> None:
     for path in application.app.routes:
         if path in ("/submit", "/"):
             continue
-        documented = path.replace("{report_id}", "<id>").replace("{index}", "<n>")
+        documented = path.replace("{report_id}", "<id>").replace("{index}", "<n>") \
+            .replace("{sig}", "<sig>")
         assert f"`{documented}" in text, path

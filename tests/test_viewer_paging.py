@@ -29,10 +29,10 @@ def moto_view(app_env, moto_backend) -> Iterator[Viewer]:
 def test_pagination_shows_every_report_once_both_ways(view) -> None:
     ids = [view.submit({"platform": "linux", "client_sha": f"sha{n}"}) for n in range(23)]
     newest_first = ids[::-1]
-    older = walk(view, "/?per_page=5", "next")
+    older = walk(view, "/reports?per_page=5", "next")
     assert [len(p) for p in older] == [5, 5, 5, 5, 3]
     assert sum(older, []) == newest_first
-    soup = view.page("/?per_page=5")
+    soup = view.page("/reports?per_page=5")
     second = view.page(link(soup, "next"))
     assert count_text(second) == "Showing 6–10"
     assert "per_page=5" in link(second, "next") and "offset=10" in link(second, "next")
@@ -54,18 +54,18 @@ def test_newer_pages_find_reports_across_gaps_of_any_size(moto_view) -> None:
         when += datetime.timedelta(seconds=rng.choice([0.01, 0.3, 5, 700, 86_400, 200 * 86_400]))
     assert when < datetime.datetime.now(UTC)
     newest_first = ids[::-1]
-    older = walk(moto_view, "/?per_page=6", "next")
+    older = walk(moto_view, "/reports?per_page=6", "next")
     assert sum(older, []) == newest_first
-    last = moto_view.page("/?per_page=6&before=" + older[-2][-1])
+    last = moto_view.page("/reports?per_page=6&before=" + older[-2][-1])
     assert row_ids(last) == older[-1]
     assert walk(moto_view, link(last, "prev"), "prev") == older[-2::-1]
     # The same with a filter, which lists whole time bands instead of probing.
     win64 = [i for n, i in enumerate(ids) if n % 3][::-1]
-    older = walk(moto_view, "/?platform=win64&per_page=4", "next")
+    older = walk(moto_view, "/reports?platform=win64&per_page=4", "next")
     assert sum(older, []) == win64
-    last = moto_view.page("/?platform=win64&per_page=4&before=" + older[-2][-1])
+    last = moto_view.page("/reports?platform=win64&per_page=4&before=" + older[-2][-1])
     assert walk(moto_view, link(last, "prev"), "prev") == older[-2::-1]
-    older = walk(moto_view, "/?per_page=6", "next")
+    older = walk(moto_view, "/reports?per_page=6", "next")
     # Each newer page costs a bounded number of list requests, whatever the gaps.
     urls = viewer.Urls()
     for page in older[1:]:
@@ -84,7 +84,7 @@ def test_page_one_costs_one_list_request_and_no_read_per_row(view) -> None:
 
     store = application.reports()
     store.requests.clear()
-    soup = view.page("/")
+    soup = view.page("/reports")
     assert len(row_ids(soup)) == 25
     assert store.requests["ListObjectsV2"] == 1
     assert store.requests["GetObject"] <= 1  # the summary, no read per row
@@ -97,12 +97,12 @@ def test_a_rare_match_is_searched_in_bounded_steps(moto_view, monkeypatch) -> No
     monkeypatch.setattr(paging, "SCAN_BUDGET", 4)
     view = moto_view
     ids = [view.submit({"platform": "win64" if n in (1, 5) else "linux"}) for n in range(12)]
-    soup = view.page("/?platform=win64")
+    soup = view.page("/reports?platform=win64")
     assert row_ids(soup) == []
     note = soup.select_one(".note").get_text(" ", strip=True)
     assert "Searched 4 reports" in note
     assert "Continue searching older" in note
-    found, path, steps = [], "/?platform=win64", 0
+    found, path, steps = [], "/reports?platform=win64", 0
     while path:
         soup = view.page(path)
         found += row_ids(soup)

@@ -48,32 +48,32 @@ def test_each_filter_shows_exactly_the_matching_reports(four, annotation: str) -
     field = FIELD_OF.get(annotation, annotation)
     for value in {facts[annotation] for facts in FACTS}:
         expected = [i for i, f in zip(ids, FACTS) if f[annotation] == value][::-1]
-        soup = view.page(f"/?{field}={value}")
+        soup = view.page(f"/reports?{field}={value}")
         assert row_ids(soup) == expected, (field, value)
         # The filter stays in the form, so the page can be refined and shared.
         assert soup.select_one(f"form.filters input[name={field}]")["value"] == value
         assert [r["id"] for r in view.api(f"/api/reports?{field}={value}")["reports"]] == expected
-    assert row_ids(view.page(f"/?{field}=nothing-like-this")) == []
+    assert row_ids(view.page(f"/reports?{field}=nothing-like-this")) == []
 
 
 def test_filters_combine_and_match_exactly(four) -> None:
     view, ids = four
-    soup = view.page("/?product=Jami&version=1.0&jamicore_sha=yyy")
+    soup = view.page("/reports?product=Jami&version=1.0&jamicore_sha=yyy")
     assert row_ids(soup) == [ids[3]]
-    assert row_ids(view.page("/?product=Jami&platform=linux&build_id=b1")) == [ids[0]]
-    assert row_ids(view.page("/?product=jami")) == []  # exact, case and all
-    assert row_ids(view.page("/?client_sha=aa")) == []  # no prefix matches
-    empty = view.page("/?product=Jami&platform=win64&build_id=b1")
+    assert row_ids(view.page("/reports?product=Jami&platform=linux&build_id=b1")) == [ids[0]]
+    assert row_ids(view.page("/reports?product=jami")) == []  # exact, case and all
+    assert row_ids(view.page("/reports?client_sha=aa")) == []  # no prefix matches
+    empty = view.page("/reports?product=Jami&platform=win64&build_id=b1")
     assert "No reports match these filters" in empty.select_one(".empty").get_text()
 
 
 def test_pages_of_a_filter_keep_the_filter_in_their_links(view) -> None:
     ids = [view.submit({"platform": "linux" if n % 3 else "win64"}) for n in range(14)]
     linux = [i for n, i in enumerate(ids) if n % 3][::-1]
-    pages = walk(view, "/?platform=linux&per_page=3", "next")
+    pages = walk(view, "/reports?platform=linux&per_page=3", "next")
     assert sum(pages, []) == linux
-    soup = view.page("/?platform=linux&per_page=3")
-    assert link(soup, "next").startswith("/?platform=linux&per_page=3&before=")
+    soup = view.page("/reports?platform=linux&per_page=3")
+    assert link(soup, "next").startswith("/reports?platform=linux&per_page=3&before=")
     assert count_text(soup) == "Showing 1–3 of the matches"
     back = walk(view, link(view.page(link(soup, "next")), "prev"), "prev")
     assert back == [pages[0]]
@@ -85,14 +85,15 @@ def test_date_range_filters_by_receive_day_in_utc(moto_view) -> None:
             [(1, 0), (1, 23), (2, 12), (3, 0), (3, 23), (5, 9)]]
     ids = [store_at(store, when, platform="linux") for when in days]
     view = moto_view
-    assert row_ids(view.page("/?since=2026-01-02&until=2026-01-03")) == ids[2:5][::-1]
-    assert row_ids(view.page("/?since=2026-01-03")) == ids[3:][::-1]
-    assert row_ids(view.page("/?until=2026-01-01")) == ids[:2][::-1]
-    assert row_ids(view.page("/?since=2026-01-04&until=2026-01-04")) == []
-    assert row_ids(view.page("/?since=2026-01-01&until=2026-01-05&platform=linux")) == ids[::-1]
-    soup = view.page("/?since=2026-01-01&per_page=2")
+    assert row_ids(view.page("/reports?since=2026-01-02&until=2026-01-03")) == ids[2:5][::-1]
+    assert row_ids(view.page("/reports?since=2026-01-03")) == ids[3:][::-1]
+    assert row_ids(view.page("/reports?until=2026-01-01")) == ids[:2][::-1]
+    assert row_ids(view.page("/reports?since=2026-01-04&until=2026-01-04")) == []
+    both = "/reports?since=2026-01-01&until=2026-01-05&platform=linux"
+    assert row_ids(view.page(both)) == ids[::-1]
+    soup = view.page("/reports?since=2026-01-01&per_page=2")
     assert soup.select_one("input[name=since]")["value"] == "2026-01-01"
-    assert sum(walk(view, "/?since=2026-01-02&per_page=2", "next"), []) == ids[2:][::-1]
+    assert sum(walk(view, "/reports?since=2026-01-02&per_page=2", "next"), []) == ids[2:][::-1]
     # A date range costs no extra request: it becomes the listing's bounds.
     store.requests.clear()
     viewer.index_page(store, viewer.Query.parse({"until": "2026-01-01"}), viewer.Urls())
@@ -108,7 +109,7 @@ def test_date_range_filters_by_receive_day_in_utc(moto_view) -> None:
     ("per_page=many", "per_page must be a whole number"),
 ])
 def test_bad_queries_get_400_with_the_reason(moto_view, query: str, reason: str) -> None:
-    soup = moto_view.page("/?" + query, status=400)
+    soup = moto_view.page("/reports?" + query, status=400)
     assert reason in soup.select_one("p.message").get_text()
     assert reason in moto_view.api("/api/reports?" + query, status=400)["error"]
 
@@ -122,10 +123,10 @@ def test_a_value_cut_in_the_key_is_confirmed_from_the_metadata(view) -> None:
     assert [r["id"] for r in data["reports"]] == [wanted]
     assert data["scan"]["reads_to_confirm"] == 2  # both long ones share the key prefix
     assert data["reports"][0]["truncated"] == ["build_id"]
-    soup = view.page("/?build_id=" + long + "-other")
+    soup = view.page("/reports?build_id=" + long + "-other")
     assert row_ids(soup) == [other]
     assert soup.select_one(f"tr#r-{other} td[data-field=build_id]").get_text().endswith("…")
-    assert row_ids(view.page("/?build_id=build-x")) == [short]
+    assert row_ids(view.page("/reports?build_id=build-x")) == [short]
     # A cut value cannot filter exactly: its cell links to the report, whose page has the
     # full value and a filter link that finds it.
     cell_link = soup.select_one(f"tr#r-{other} td[data-field=build_id] a")["href"]

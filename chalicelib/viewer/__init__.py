@@ -6,7 +6,10 @@ from the bucket listing alone (the store's keys carry the facts): a page costs l
 requests, never a GET per row.
 
 Modules: `query` reads an index URL's filters and cursor, `urls` builds every link,
-`paging` finds which reports a page holds, `index` and `detail` build the pages.
+`paging` finds which reports a page holds, `index` and `detail` build the report pages
+(`crash_view` the processed crash on a report's page), `crashes` the Crashes page and
+the signature pages from the pruner's signature summary (`summary`), and `charts` the
+reports-per-day charts those pages draw as SVG.
 """
 
 from chalicelib.viewer.detail import (
@@ -16,6 +19,7 @@ from chalicelib.viewer.detail import (
     describe,
     report_page,
 )
+from chalicelib.viewer.crashes import crashes_page, signature_page
 from chalicelib.viewer.index import index_page, stored_count
 from chalicelib.viewer.query import BadQuery, Query
 from chalicelib.viewer.urls import Urls
@@ -27,8 +31,10 @@ __all__ = [
     "attachment_filename",
     "attachment_index",
     "attachment_meta",
+    "crashes_page",
     "describe",
     "index_page",
     "report_page",
+    "signature_page",
     "stored_count",
 ]

@@ -6,17 +6,30 @@ from collections.abc import Mapping
 from typing import Any
 
 from chalicelib import bundle, report
+from chalicelib.crash_store import CrashStore
 from chalicelib.store import ReportNotFound, ReportStore, StoredReport
+from chalicelib.viewer.crash_view import describe_crash
 from chalicelib.viewer.urls import Urls
 
 _META_FIELDS = {"schema", "id", "received_at", "annotations", "query", "user_agent", "dump",
                 "attachments", "crashpad_uuid", "facts"}
 
 
-def report_page(reports: ReportStore, report_id: str, urls: Urls) -> dict[str, Any]:
-    """Everything stored about one report, with download links. Raises ReportNotFound."""
+def report_page(
+    reports: ReportStore, report_id: str, urls: Urls, crashes: CrashStore | None = None
+) -> dict[str, Any]:
+    """Everything stored about one report, with download links. Raises ReportNotFound.
+
+    With `crashes`, `crash` is the processed crash JSON (None until processed) and
+    `processed` what the page shows of it.
+    """
     meta = reports.get(report_id).meta
-    return describe(meta, report_id, urls)
+    page = describe(meta, report_id, urls)
+    if crashes is not None:
+        crash = crashes.get_crash(report_id)
+        page["crash"] = crash
+        page["processed"] = describe_crash(crash, report_id, urls)
+    return page
 
 
 def describe(meta: Mapping[str, Any], report_id: str, urls: Urls) -> dict[str, Any]:
@@ -62,6 +75,7 @@ def describe(meta: Mapping[str, Any], report_id: str, urls: Urls) -> dict[str, A
             "self": urls.report(report_id),
             "alternate": twin.report(report_id),
             "index": urls.index(),
+            "crashes": urls.crashes(),
         },
     }
 

@@ -8,18 +8,30 @@ import weakref
 from typing import Any
 
 from chalicelib import report
+from chalicelib.crash_store import CrashEntry, CrashStore
 from chalicelib.store import ReportStore, ReportSummary, StoreError
-from chalicelib.viewer.paging import Matcher, scan_newer, scan_older
-from chalicelib.viewer.query import FILTER_FIELDS, Query
+from chalicelib.viewer.paging import Matcher, scan_newer, scan_older, scan_signature
+from chalicelib.viewer.query import FILTER_FIELDS, BadQuery, Query
 from chalicelib.viewer.urls import Urls
 
 SUMMARY_SECONDS = 30.0
 
 
-def index_page(reports: ReportStore, query: Query, urls: Urls) -> dict[str, Any]:
-    """One index page, newest first, with links to the newer and older pages."""
+def index_page(
+    reports: ReportStore, query: Query, urls: Urls, crashes: CrashStore | None = None
+) -> dict[str, Any]:
+    """One index page, newest first, with links to the newer and older pages.
+
+    With `crashes`, each row also shows its crash reason and signature (one more list
+    request per page); a signature filter needs it.
+    """
     match = Matcher(reports, query.fields)
-    if query.after is not None:
+    if query.signature is not None:
+        if crashes is None:
+            raise BadQuery("the signature filter needs the crash store")
+        scan = scan_signature(crashes, query, query.before, match)
+        offset = query.offset if query.before else 0
+    elif query.after is not None:
         scan = scan_newer(reports, query, query.after, match)
         offset = max(0, query.offset - query.per_page)
         if scan.newest:
@@ -37,7 +49,7 @@ def index_page(reports: ReportStore, query: Query, urls: Urls) -> dict[str, Any]
         "older": None,
         "continue": None,
     }
-    if not first_page:
+    if not first_page and query.signature is None:  # a signature's listing pages older only
         # An empty page's newer page ends with its cursor: "after" is exclusive, so one less.
         cursor = int(query.before or query.after or "0", 16)
         top = rows[0].id if rows else f"{max(0, cursor - 1):016x}"
@@ -55,8 +67,10 @@ def index_page(reports: ReportStore, query: Query, urls: Urls) -> dict[str, Any]
     total = None if query.filtered else stored_count(reports)
     if total is not None:
         total = max(total, offset + len(rows))
+    processed = crashes.crash_entries([row.id for row in rows]) if crashes and rows else {}
     return {
-        "reports": [_row(summary, urls) for summary in rows],
+        "reports": [report_row(summary, urls, processed.get(summary.id), crashes is not None)
+                    for summary in rows],
         "filters": filters,
         "filter_fields": list(FILTER_FIELDS),
         "per_page": query.per_page,
@@ -75,8 +89,11 @@ def index_page(reports: ReportStore, query: Query, urls: Urls) -> dict[str, Any]
     }
 
 
-def _row(summary: ReportSummary, urls: Urls) -> dict[str, Any]:
-    return {
+def report_row(
+    summary: ReportSummary, urls: Urls, entry: CrashEntry | None = None, crashes: bool = False
+) -> dict[str, Any]:
+    """One report's row; with `crashes`, its `crash` (None until processed)."""
+    row: dict[str, Any] = {
         "id": summary.id,
         "received_at": report.isoformat(summary.received_at),
         "facts": {field: summary.facts.get(field, "") for field in report.FACT_FIELDS},
@@ -84,6 +101,16 @@ def _row(summary: ReportSummary, urls: Urls) -> dict[str, Any]:
         "dump_size": summary.dump_size,
         "url": urls.report(summary.id),
     }
+    if crashes:
+        row["crash"] = None if entry is None else {
+            "reason": entry.reason,
+            "error": entry.is_error,
+            "sig": None if entry.is_error else entry.sig,
+            "signature": entry.signature,
+            "signature_cut": entry.signature_cut,
+            "signature_url": None if entry.is_error else urls.signature(entry.sig),
+        }
+    return row
 
 
 # -- totals -------------------------------------------------------------------------

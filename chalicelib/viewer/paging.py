@@ -13,6 +13,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Iterator
 
+from chalicelib.crash_store import CrashStore
 from chalicelib.store import LIST_PAGE, ReportNotFound, ReportStore, ReportSummary
 from chalicelib.viewer.query import Query
 
@@ -91,6 +92,36 @@ def scan_older(
             scan.rows.append(summary)
         if filtered and scan.scanned == SCAN_BUDGET:
             # Stop before the listing asks for more keys; "more" is assumed, not peeked.
+            scan.more_older = True
+            scan.complete = len(scan.rows) == query.per_page
+            break
+    if scan.complete:
+        scan.stopped_at = None
+    scan.newest = before is None
+    return scan
+
+
+def scan_signature(
+    crashes: CrashStore, query: Query, before: str | None, match: Callable[..., bool]
+) -> Scan:
+    """scan_older over one signature's reports (its markers carry the report keys)."""
+    upper, lower = query.id_range()
+    filtered = bool(query.fields)
+    page_size = LIST_PAGE if filtered else query.per_page + 1
+    scan = Scan(rows=[])
+    for summary in crashes.iter_signature_reports(
+        query.signature or "", _min_id(before, upper), page_size
+    ):
+        if lower is not None and summary.id <= lower:
+            break
+        if len(scan.rows) == query.per_page:
+            scan.more_older = True
+            break
+        scan.scanned += 1
+        scan.stopped_at = summary.id
+        if match(summary):
+            scan.rows.append(summary)
+        if filtered and scan.scanned == SCAN_BUDGET:
             scan.more_older = True
             scan.complete = len(scan.rows) == query.per_page
             break

@@ -7,6 +7,7 @@ import datetime
 from collections.abc import Mapping
 
 from chalicelib import report
+from chalicelib.crash_store import is_signature_id
 
 PER_PAGE = 25
 MAX_PER_PAGE = 100
@@ -34,6 +35,7 @@ class Query:
     after: str | None = None
     offset: int = 0
     per_page: int = PER_PAGE
+    signature: str | None = None  # a signature id: that signature's reports only
 
     @classmethod
     def parse(cls, params: Mapping[str, str]) -> Query:
@@ -49,15 +51,22 @@ class Query:
             raise BadQuery("use either before or after, not both")
         offset = _number(params, "offset", 0, 0, 10**9)
         per_page = _number(params, "per_page", PER_PAGE, 1, MAX_PER_PAGE)
-        return cls(fields, since, until, before, after, offset, per_page)
+        signature = params.get("signature", "") or None
+        if signature is not None and not is_signature_id(signature):
+            raise BadQuery("signature must be a signature id (16 lowercase hex digits)")
+        if signature and after:
+            raise BadQuery("a signature's reports page older only: use before, not after")
+        return cls(fields, since, until, before, after, offset, per_page, signature)
 
     @property
     def filtered(self) -> bool:
-        return bool(self.fields or self.since or self.until)
+        return bool(self.fields or self.since or self.until or self.signature)
 
     def filters(self) -> dict[str, str]:
         """The active filters as query-string values (for links and display)."""
         active = dict(self.fields)
+        if self.signature:
+            active["signature"] = self.signature
         for name in DATE_FIELDS:
             value = getattr(self, name)
             if value is not None:

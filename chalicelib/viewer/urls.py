@@ -10,8 +10,8 @@ from typing import Any
 class Urls:
     """Every link the viewer shows; templates reach it as `urls`.
 
-    In API mode, index and report links point at the JSON twins, so the API's
-    dicts link to the API and the pages' dicts to pages.
+    In API mode, page links (crashes, signatures, the report index, reports) point at
+    the JSON twins, so the API's dicts link to the API and the pages' dicts to pages.
     """
 
     def __init__(self, base: str = "", api: bool = False) -> None:
@@ -32,14 +32,28 @@ class Urls:
     def index(self, filters: Mapping[str, str] | None = None, **cursor: Any) -> str:
         if cursor.get("offset") == 0:
             cursor.pop("offset")
-        return self.path("/api/reports" if self.api else "/", {**(filters or {}), **cursor})
+        return self.path("/api/reports" if self.api else "/reports",
+                         {**(filters or {}), **cursor})
 
     def filter_by(self, filters: Mapping[str, str], field: str, value: str) -> str:
         """The index with one more filter (a table cell's link)."""
         return self.index({**filters, field: value})
 
+    def crashes(self, window: str | None = None, page: int | None = None) -> str:
+        """The Crashes page (the home page); window 7 and page 1 are the defaults."""
+        params = {"window": None if window == "7" else window,
+                  "page": None if page == 1 else page}
+        return self.path("/api/crashes" if self.api else "/", params)
+
+    def signature(self, sig: str, before: str | None = None) -> str:
+        return self.path(("/api/signatures/" if self.api else "/signatures/") + sig,
+                         {"before": before})
+
     def report(self, report_id: str) -> str:
         return self.path(("/api/reports/" if self.api else "/reports/") + report_id)
+
+    def crash_json(self, report_id: str) -> str:
+        return self.path(f"/reports/{report_id}/crash.json")
 
     def dump(self, report_id: str) -> str:
         return self.path(f"/reports/{report_id}/dump")
