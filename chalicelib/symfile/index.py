@@ -62,7 +62,7 @@ class _Strings:
     """The strings section, written as it grows; identical recent strings are shared."""
 
     def __init__(self, directory: str | None) -> None:
-        self.file = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115
+        self.file = tempfile.TemporaryFile(dir=directory)
         self.size = 0
         self._recent: dict[str, tuple[int, int]] = {}
 
@@ -90,39 +90,38 @@ class _Builder:
         self._deltas: list[tuple[int, str]] = []
 
     def add(self, record: rec.Record, line_number: int) -> None:
-        kind = type(record)
-        put = self._put
-        if kind is rec.LineRecord:
-            if record.size:  # type: ignore[union-attr]
-                put("line", *record)
-        elif kind is rec.Inline:
-            for address, size in record.ranges:  # type: ignore[union-attr]
-                put("inline", record.depth, address, size,  # type: ignore[union-attr]
-                    record.call_line, record.call_file, record.origin)  # type: ignore[union-attr]
-        elif kind is rec.Func:
-            if record.size:  # type: ignore[union-attr]
-                put("func", record.address, record.size,  # type: ignore[union-attr]
-                    record.parameter_size, *self.strings.add(record.name))  # type: ignore[union-attr]
-        elif kind is rec.CfiDelta:
-            if len(self._deltas) >= MAX_CFI_DELTAS:
-                raise IndexBuildError(f"line {line_number}: too many STACK CFI records in a row")
-            self._deltas.append((record.address, record.rules))  # type: ignore[union-attr]
-        elif kind is rec.CfiInit:
-            self._flush_cfi()
-            self._cfi = record  # type: ignore[assignment]
-        elif kind is rec.StackWin:
-            self._add_win(record)  # type: ignore[arg-type]
-        elif kind is rec.Public:
-            put("public", record.address, record.parameter_size,  # type: ignore[union-attr]
-                *self.strings.add(record.name))  # type: ignore[union-attr]
-        elif kind is rec.FileRecord:
-            put("file", record.id, *self.strings.add(record.name))  # type: ignore[union-attr]
-        elif kind is rec.InlineOrigin:
-            put("origin", record.id, *self.strings.add(record.name))  # type: ignore[union-attr]
-        elif kind is rec.ModuleLine:
-            self.module = record  # type: ignore[assignment]
-        elif kind is rec.InfoCodeId:
-            self.code_id = record  # type: ignore[assignment]
+        put, strings = self._put, self.strings
+        match record:
+            case rec.LineRecord():
+                if record.size:
+                    put("line", *record)
+            case rec.Inline():
+                for address, size in record.ranges:
+                    put("inline", record.depth, address, size, record.call_line,
+                        record.call_file, record.origin)
+            case rec.Func():
+                if record.size:
+                    put("func", record.address, record.size, record.parameter_size,
+                        *strings.add(record.name))
+            case rec.CfiDelta():
+                if len(self._deltas) >= MAX_CFI_DELTAS:
+                    raise IndexBuildError(f"line {line_number}: too many STACK CFI records")
+                self._deltas.append((record.address, record.rules))
+            case rec.CfiInit():
+                self._flush_cfi()
+                self._cfi = record
+            case rec.StackWin():
+                self._add_win(record)
+            case rec.Public():
+                put("public", record.address, record.parameter_size, *strings.add(record.name))
+            case rec.FileRecord():
+                put("file", record.id, *strings.add(record.name))
+            case rec.InlineOrigin():
+                put("origin", record.id, *strings.add(record.name))
+            case rec.ModuleLine():
+                self.module = record
+            case rec.InfoCodeId():
+                self.code_id = record
 
     def _put(self, table: str, *values: Any) -> None:
         try:

@@ -32,7 +32,7 @@ class FileRangeReader:
     """A local index file as a RangeReader; counts the reads and bytes it served."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self._file = open(path, "rb")  # noqa: SIM115
+        self._file = open(path, "rb")
         self.reads = 0
         self.bytes_read = 0
 

@@ -27,7 +27,7 @@ class Spool:
         self.run_records = run_records or RUN_RECORDS
         self._last = b""
         self._dir = directory
-        self._file = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115
+        self._file = tempfile.TemporaryFile(dir=directory)
         self._buffer = bytearray()
         self._runs: list[tempfile._TemporaryFileWrapper] = []  # type: ignore[type-arg]
 
@@ -44,8 +44,7 @@ class Spool:
             self._buffer.clear()
 
     def __iter__(self) -> Iterator[bytes]:
-        """The records in key order (stable for equal records is irrelevant: equal
-        bytes are equal records). Consumes the spool."""
+        """The records in key order. Consumes the spool."""
         self._file.write(self._buffer)
         self._buffer = bytearray()
         self._file.seek(0)
@@ -72,7 +71,7 @@ class Spool:
             if not chunk:
                 break
             records = sorted(chunk[i:i + width] for i in range(0, len(chunk), width))
-            run = tempfile.TemporaryFile(dir=self._dir)  # noqa: SIM115
+            run = tempfile.TemporaryFile(dir=self._dir)
             run.write(b"".join(records))
             run.seek(0)
             self._runs.append(run)
