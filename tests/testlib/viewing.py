@@ -2,7 +2,10 @@
 
 Reports go in through POST /submit, or, where a test needs receive times in the past,
 through `store_at` (submission.parse_submission + ReportStore.put with an explicit
-received_at). Test modules build their `view` fixtures with `logged_in`.
+received_at). Processed crashes go in through CrashStore.put_crash (`put_crash`, with
+`ok_crash` for a hand-built processed crash), and the pruner's signature summary as a
+hand-written object (`signature_summary`). Test modules build their `view` fixtures
+with `logged_in`.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from bs4 import BeautifulSoup
 from chalice.test import Client
 
 from chalicelib import auth, submission
+from chalicelib.crash_store import CrashEntry, CrashStore, signature_id
 from chalicelib.store import ReportStore
 from tests.conftest import Backend
 from tests.testlib import forms
@@ -109,3 +113,92 @@ def walk(view: Viewer, start: str, rel: str) -> list[list[str]]:
         path = link(soup, rel)
         assert len(pages) < 100
     return pages
+
+
+# -- processed crashes and the signature summary --------------------------------------
+
+
+def crash_store(backend: Backend) -> CrashStore:
+    return CrashStore(backend.client, backend.bucket, backend.prefix, 2.0)
+
+
+def put_crash(backend: Backend, report_id: str, crash: dict[str, Any]) -> CrashEntry:
+    """Store `crash` as the processed crash of a stored report."""
+    stored = backend.store().find(report_id)
+    assert stored is not None, report_id
+    return crash_store(backend).put_crash(stored, crash)
+
+
+def ok_crash(signature: str = "crash | main | __libc_start_call_main",
+             reason: str = "SIGSEGV / SEGV_MAPERR") -> dict[str, Any]:
+    """A processed crash as the processor writes it: two threads, two modules."""
+    crashing_frames = [
+        {"frame": 0, "trust": "context", "offset": "0x00005555555551d2", "module": "crasher",
+         "module_offset": "0x00000000000011d2", "function": "crash",
+         "function_offset": "0x0000000000000012", "file": "crasher.c", "line": 12,
+         "inlines": None, "missing_symbols": False, "registers": {"rip": "0x00005555555551d2"}},
+        {"frame": 1, "trust": "cfi", "offset": "0x00007ffff7c29d8f", "module": "libc.so.6",
+         "module_offset": "0x0000000000029d8f", "function": None, "function_offset": None,
+         "file": None, "line": None, "inlines": None, "missing_symbols": True},
+        {"frame": 2, "trust": "scan", "offset": "0x00007fffffffe123", "module": None,
+         "module_offset": None, "function": None, "function_offset": None, "file": None,
+         "line": None, "inlines": None, "missing_symbols": True},
+    ]
+    worker_frames = [
+        {"frame": 0, "trust": "context", "offset": "0x00007ffff7c91117", "module": "libc.so.6",
+         "module_offset": "0x0000000000091117", "function": None, "function_offset": None,
+         "file": None, "line": None, "inlines": None, "missing_symbols": True},
+    ]
+    return {
+        "status": "OK",
+        "crash_info": {"type": reason, "address": "0x0000000000000000", "crashing_thread": 0,
+                       "assertion": None},
+        "system_info": {"os": "Linux", "os_ver": "6.1.0-13-amd64", "cpu_arch": "amd64",
+                        "cpu_info": "GenuineIntel family 6 model 154", "cpu_count": 8},
+        "crashing_thread": {"threads_index": 0, "thread_name": "crasher",
+                            "frames": crashing_frames},
+        "threads": [
+            {"thread_id": 101, "thread_name": "crasher", "frames": crashing_frames},
+            {"thread_id": 102, "thread_name": "worker", "frames": worker_frames},
+        ],
+        "modules": [
+            {"base_addr": "0x0000555555554000", "end_addr": "0x0000555555559000",
+             "filename": "crasher", "debug_file": "crasher",
+             "debug_id": "A1B2C3D4E5F60718293A4B5C6D7E8F900", "code_id": "d4c3b2a1",
+             "version": "1.0.0", "missing_symbols": False, "loaded_symbols": True},
+            {"base_addr": "0x00007ffff7c00000", "end_addr": "0x00007ffff7e00000",
+             "filename": "libc.so.6", "debug_file": "libc.so.6",
+             "debug_id": "0F1E2D3C4B5A69788796A5B4C3D2E1F00", "code_id": "3c2d1e0f",
+             "version": None, "missing_symbols": True, "loaded_symbols": False},
+        ],
+        "unloaded_modules": [],
+        "lsb_release": None,
+        "mac_crash_info": None,
+        "crashpad_annotations": {"process": {"app_note": "note-value-42"}, "modules": {}},
+        "signature": signature,
+        "processor": {"name": "crash-collector", "version": 1, "duration_ms": 12,
+                      "warnings": []},
+    }
+
+
+def last_days(end: datetime.date, count: int = 30) -> list[str]:
+    return [(end - datetime.timedelta(days=back)).isoformat() for back in range(count - 1, -1, -1)]
+
+
+def signature_summary(end: datetime.date, entries: dict[str, dict[str, Any]],
+                      **totals: int) -> dict[str, Any]:
+    """signatures.json as the pruner writes it; `entries` maps signature text to fields."""
+    signatures = {}
+    for text, fields in entries.items():
+        by_day = fields.get("by_day", {})
+        counted = sum(sum(v.values()) for v in by_day.values())
+        signatures[signature_id(text)] = {
+            "signature": text, "signature_cut": False, "reason": "SIGSEGV / SEGV_MAPERR",
+            "count": counted, "first_seen": None, "last_seen": None,
+            "versions": {}, "platforms": {}, "products": {}, **fields,
+        }
+    return {"schema": 1, "generated_at": f"{end.isoformat()}T14:00:00.000Z",
+            "newest_id": None, "total_reports": totals.get("total_reports", 0),
+            "processed": totals.get("processed", 0), "unprocessed": totals.get("unprocessed", 0),
+            "errors": totals.get("errors", 0), "days": last_days(end),
+            "omitted_signatures": 0, "signatures": signatures}
