@@ -1,8 +1,11 @@
-"""Breakpad's minidump_stackwalk, the reference the walker's tests compare against.
+"""Breakpad's tools for tests: minidump_stackwalk (the reference the walker's tests
+compare against), dump_syms (writes .sym files) and symupload (the symbol upload client).
 
-The binary ships in npm's `minidump` package. It is looked for under the repository
-root's `node_modules/` (git-ignored) and installed there once when missing; tests
-skip only when npm itself is absent. Usable from the shell too:
+All come from npm's `minidump` package, looked for under the repository root's
+`node_modules/` (git-ignored) and installed there once when missing. The package ships
+minidump_stackwalk and dump_syms prebuilt; symupload is compiled with g++ from the
+Breakpad source inside the package and cached under `node_modules/.cache/`. Tests skip
+only when npm (or, for symupload, g++) is absent. Usable from the shell too:
 
     python -m tests.testlib.breakpad tests/fixtures/minidumps/some.dmp
 """
@@ -10,6 +13,8 @@ skip only when npm itself is absent. Usable from the shell too:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import os
 import platform
 import re
 import shutil
@@ -50,27 +55,124 @@ class BreakpadFrame:
     function: str | None = None
 
 
-def stackwalk_binary() -> Path:
-    """The minidump_stackwalk binary, installing the npm package on first use.
+def package_dir() -> Path:
+    """The installed `minidump` package, installing it on first use.
 
-    Calls pytest.skip when npm is absent or the package has no binary for this
-    platform; raises RuntimeError when npm fails.
+    Calls pytest.skip when npm is absent; raises RuntimeError when npm fails.
     """
-    system_dir = PLATFORM_DIRS.get((platform.system(), platform.machine()))
-    if system_dir is None:
-        pytest.skip(f"npm's minidump package has no binary for {platform.platform()}")
-    binary = PACKAGE / "bin" / system_dir / "minidump_stackwalk"
-    if not binary.exists():
+    if not (PACKAGE / "package.json").exists():
         npm = shutil.which("npm")
         if npm is None:
-            pytest.skip("npm is not installed: cannot fetch Breakpad's minidump_stackwalk")
+            pytest.skip("npm is not installed: cannot fetch npm's minidump package")
         done = subprocess.run(
             [npm, "install", "--ignore-scripts", "--no-save", "--prefix", str(REPO_ROOT),
              f"minidump@{VERSION}"],
             capture_output=True, text=True, timeout=600,
         )
-        if done.returncode != 0 or not binary.exists():
+        if done.returncode != 0 or not (PACKAGE / "package.json").exists():
             raise RuntimeError(f"npm install minidump failed:\n{done.stdout}\n{done.stderr}")
+    return PACKAGE
+
+
+def _prebuilt(name: str) -> Path:
+    system_dir = PLATFORM_DIRS.get((platform.system(), platform.machine()))
+    if system_dir is None:
+        pytest.skip(f"npm's minidump package has no {name} for {platform.platform()}")
+    binary = package_dir() / "bin" / system_dir / name
+    if not binary.exists():
+        raise RuntimeError(f"npm's minidump package has no {binary}")
+    return binary
+
+
+def stackwalk_binary() -> Path:
+    """The minidump_stackwalk binary; skips when npm is absent or the platform unknown."""
+    return _prebuilt("minidump_stackwalk")
+
+
+def dump_syms_binary() -> Path:
+    """The dump_syms binary (on Linux it reads ELF with DWARF and writes a .sym file)."""
+    return _prebuilt("dump_syms")
+
+
+@dataclasses.dataclass(frozen=True)
+class SymbolFile:
+    """A .sym file and the fields of its first line, `MODULE <os> <cpu> <id> <name>`."""
+    path: Path
+    os: str
+    cpu: str
+    debug_id: str
+    name: str
+    code_id: str | None  # from the `INFO CODE_ID` line, when there is one
+
+
+def dump_symbols(binary: Path, symbols_dir: Path, *, cfi: bool = True) -> SymbolFile:
+    """Run dump_syms on `binary` and store its output as
+    `symbols_dir/<name>/<debug id>/<name>.sym`, the tree minidump_stackwalk reads."""
+    done = subprocess.run(
+        [str(dump_syms_binary()), *([] if cfi else ["-c"]), str(binary)],
+        capture_output=True, timeout=300, check=True,
+    )
+    text = done.stdout
+    first, _, rest = text.partition(b"\n")
+    fields = first.decode().split(" ")
+    if len(fields) != 5 or fields[0] != "MODULE":
+        raise RuntimeError(f"dump_syms wrote no MODULE line for {binary}: {first!r}")
+    _, os_name, cpu, debug_id, name = fields
+    code_id = None
+    second = rest.partition(b"\n")[0].decode(errors="replace").split(" ")
+    if second[:2] == ["INFO", "CODE_ID"] and len(second) > 2:
+        code_id = second[2]
+    path = Path(symbols_dir) / name / debug_id / f"{name}.sym"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text)
+    return SymbolFile(path, os_name, cpu, debug_id, name, code_id)
+
+
+# What Breakpad's own build links into sym_upload (its Makefile.am), relative to src/.
+SYMUPLOAD_SOURCES = (
+    "tools/linux/symupload/sym_upload.cc",
+    "common/linux/symbol_upload.cc",
+    "common/linux/symbol_collector_client.cc",
+    "common/linux/libcurl_wrapper.cc",
+    "common/linux/http_upload.cc",
+    "common/path_helper.cc",
+)
+# libcurl itself is found with dlopen() when the tool runs, so only libdl is linked.
+SYMUPLOAD_FLAGS = ("-std=c++17", "-O2", "-w")
+
+
+def symupload_binary() -> Path:
+    """Breakpad's Linux symupload (`sym_upload`), compiled on first use.
+
+    The binary is cached under `node_modules/.cache/breakpad-tools/`, named by a hash
+    of the sources and flags. At run time it needs libcurl (Debian's libcurl4).
+    Calls pytest.skip when g++ is absent.
+    """
+    source_root = package_dir() / "deps" / "breakpad" / "src"
+    gxx = shutil.which("g++")
+    if gxx is None:
+        pytest.skip("g++ is not installed: cannot build Breakpad's symupload")
+    digest = hashlib.sha256(" ".join(SYMUPLOAD_FLAGS).encode())
+    for relative in SYMUPLOAD_SOURCES:
+        for path in (source_root / relative, (source_root / relative).with_suffix(".h")):
+            if path.exists():
+                digest.update(relative.encode() + b"\0" + path.read_bytes())
+    cache = REPO_ROOT / "node_modules" / ".cache" / "breakpad-tools"
+    binary = cache / f"sym_upload-{digest.hexdigest()[:16]}"
+    if binary.exists():
+        return binary
+    cache.mkdir(parents=True, exist_ok=True)
+    partial = cache / f".{binary.name}.{os.getpid()}.tmp"
+    done = subprocess.run(
+        [gxx, *SYMUPLOAD_FLAGS, "-I", str(source_root),
+         *(str(source_root / relative) for relative in SYMUPLOAD_SOURCES),
+         "-o", str(partial), "-ldl"],
+        capture_output=True, text=True, timeout=600,
+    )
+    if done.returncode != 0:
+        partial.unlink(missing_ok=True)
+        raise RuntimeError(f"building symupload failed:\n{done.stderr}")
+    os.replace(partial, binary)  # atomic: parallel builders never see half a binary
     return binary
 
 

@@ -199,16 +199,19 @@ def crash_and_upload(
     gzip: bool = True,
     timeout: float = 60,
     build_dir: Path | str | None = None,
+    crasher: Path | None = None,
 ) -> CrashpadReport:
     """Crash a C program under a real Crashpad handler that uploads to ``url``.
 
     A new database is created under ``workdir`` for every call; the crasher is
     built into ``build_dir`` (default ``workdir/build``) and reused from there.
+    ``crasher`` runs another, already built program taking the same arguments
+    (``symcrasher.build_symcrasher()``).
     """
     handler = check_handler_runs()
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    crasher = build_crasher(build_dir or workdir / "build")
+    crasher = crasher or build_crasher(build_dir or workdir / "build")
     database = Path(tempfile.mkdtemp(prefix="crashpad-db-", dir=workdir))
     client_guid = create_database(database)
 
