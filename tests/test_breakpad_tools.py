@@ -5,6 +5,7 @@ docs/symupload-protocol.md states, checked against a recording server)."""
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -19,6 +20,8 @@ from tests.testlib import breakpad, crashpad_client, symcrasher
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, breakpad.SymbolFile]:
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed: cannot build the crasher")
     root = tmp_path_factory.mktemp("symcrasher")
     return symcrasher.build_with_symbols(root / "build", root / "symbols")
 
