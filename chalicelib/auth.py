@@ -170,6 +170,34 @@ def require_viewer(authorization: str | None, users_spec: str) -> str:
     return user
 
 
+class UploadsNotConfigured(Exception):
+    """No upload key is configured, so symbol uploads are refused."""
+
+
+def require_uploader(authorization: str | None, key: str | None, keys_spec: str) -> str:
+    """The name of the symbol upload key the client sent, as HTTP Basic `NAME:KEY` or
+    as the `key` query parameter `NAME:KEY` (how symupload's -k sends it).
+
+    SYMBOL_UPLOAD_KEYS has VIEWER_USERS' format. Raises UploadsNotConfigured or
+    Unauthorized.
+    """
+    if not keys_spec.strip():
+        raise UploadsNotConfigured(
+            "symbol uploads are off: set SYMBOL_UPLOAD_KEYS to name:hash, the hash from "
+            "`python -m chalicelib.auth hash`"
+        )
+    if key and not authorization:
+        authorization = "Basic " + base64.b64encode(key.encode()).decode()
+    try:
+        return require_viewer(authorization, keys_spec)
+    except ViewerNotConfigured:
+        raise UploadsNotConfigured(
+            "SYMBOL_UPLOAD_KEYS is malformed: name:hash pairs separated by commas"
+        ) from None
+    except Unauthorized as error:
+        raise Unauthorized(str(error).replace("user name or password", "upload key")) from None
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m chalicelib.auth", description="Viewer login helpers."

@@ -70,6 +70,17 @@ SETTINGS = (
         " 0: never. Set 4 on Lambda, whose responses stop at 6 MB.",
     ),
     Setting(
+        "SYMBOL_UPLOAD_KEYS",
+        "",
+        "Symbol upload keys, `name:hash` pairs like VIEWER_USERS; clients send `NAME:KEY`"
+        " (HTTP Basic or `?key=`). Empty: symbol uploads are refused.",
+    ),
+    Setting(
+        "MAX_SYMBOL_MB",
+        "2048",
+        "Largest accepted symbol file (MiB, after gzip); larger gets 413.",
+    ),
+    Setting(
         "PROCESSING_WORKERS",
         "1",
         "Local run: worker processes that process dumps (0: none, process with the backfill"
@@ -111,6 +122,8 @@ class Config:
     orphan_grace_seconds: int
     viewer_users: str
     download_redirect_bytes: int
+    symbol_upload_keys: str
+    max_symbol_bytes: int
     processing_workers: int
     processing_seconds: float
     processing_memory_mb: float
@@ -153,6 +166,8 @@ class Config:
             orphan_grace_seconds=int(number("ORPHAN_GRACE_MINUTES", float) * 60),
             viewer_users=raw["VIEWER_USERS"],
             download_redirect_bytes=int(number("DOWNLOAD_REDIRECT_MB", float) * MIB),
+            symbol_upload_keys=raw["SYMBOL_UPLOAD_KEYS"],
+            max_symbol_bytes=int(number("MAX_SYMBOL_MB", float, 0.001) * MIB),
             processing_workers=int(number("PROCESSING_WORKERS", int)),
             processing_seconds=number("PROCESSING_TIMEOUT_SECONDS", float),
             processing_memory_mb=number("PROCESSING_MEMORY_MB", float),

@@ -113,10 +113,8 @@ def parse_submission(
     Raises:
         SubmissionRejected (one of its subclasses) with a one-line reason.
     """
-    boundary = _boundary(headers.get("content-type", ""))
     received_at = received_at or datetime.datetime.now(datetime.timezone.utc)
-    chunks = _body_chunks(body, headers.get("content-encoding", ""), limits.max_body_bytes)
-    annotations, files = _parse_parts(chunks, boundary, limits)
+    annotations, files = parse_form(body, headers, limits)
     try:
         dumps = [f for f in files if f.field == DUMP_FIELD]
         if not dumps:
@@ -142,6 +140,18 @@ def parse_submission(
         client_guid=annotations.get("guid") or query.get("guid") or "",
         query={k: v for k, v in query.items() if k in QUERY_FIELDS},
     )
+
+
+def parse_form(
+    body: BinaryIO, headers: Mapping[str, str], limits: Limits
+) -> tuple[dict[str, str], list[FilePart]]:
+    """Any multipart/form-data body (gzip or not): its fields, and its files spooled.
+
+    The caller closes the files. Raises SubmissionRejected like parse_submission.
+    """
+    boundary = _boundary(headers.get("content-type", ""))
+    chunks = _body_chunks(body, headers.get("content-encoding", ""), limits.max_body_bytes)
+    return _parse_parts(chunks, boundary, limits)
 
 
 def _boundary(content_type: str) -> str:

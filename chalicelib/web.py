@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import io
+import json
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any, BinaryIO
@@ -15,7 +16,7 @@ from typing import Any, BinaryIO
 from chalice import Response
 from chalice.app import Request
 
-from chalicelib import auth, store, submission, viewer
+from chalicelib import auth, store, submission, symbol_store, symbol_upload, viewer
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,10 @@ ERROR_STATUS: list[tuple[type[BaseException], int]] = [
     (viewer.BadQuery, 400),
     (auth.Unauthorized, 401),
     (auth.ViewerNotConfigured, 503),
+    (auth.UploadsNotConfigured, 503),
+    (symbol_upload.SymbolRejected, 400),
+    (symbol_upload.SymbolTooLarge, 413),
+    (symbol_store.SymbolNotFound, 404),
     (store.ReportNotFound, 404),
     (store.StoreUnavailable, 503),
     (store.StoreError, 503),
@@ -71,6 +76,12 @@ def text(content: str, status: int = 200, extra: Mapping[str, str] | None = None
     }
     response_headers.update(extra or {})
     return Response(body=content, status_code=status, headers=response_headers)
+
+
+def json_text(value: Any, status: int = 200) -> Response:
+    """JSON with json.dumps' default spacing (`{"status": "FOUND"}`): symupload reads
+    replies with regular expressions that expect exactly that."""
+    return text(json.dumps(value), status, {"Content-Type": "application/json"})
 
 
 def status_for(error: BaseException) -> int | None:

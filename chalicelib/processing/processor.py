@@ -17,18 +17,22 @@ from typing import Any, BinaryIO
 from chalicelib.crash_store import CrashEntry, CrashStore
 from chalicelib.processing import budget
 from chalicelib.processing.context import POINTER_SIZE
-from chalicelib.processing.minidump import Minidump, MinidumpError, read_minidump
+from chalicelib.processing.minidump import Minidump, MinidumpError, Module, read_minidump
 from chalicelib.processing.reasons import crash_reason
 from chalicelib.processing.signature import crash_signature
 from chalicelib.processing.symbols import NoSymbols, SymbolProvider
 from chalicelib.processing.unwind import Frame, frame_json, walk_stack
 from chalicelib.store import ReportStore, ReportSummary, StoredReport
+from chalicelib.symbol_store import S3RangeReader, SymbolStore, valid_module_id
+from chalicelib.symfile.provider import IndexedSymbols
 
 log = logging.getLogger("processing")
 PROCESSOR_NAME = "crash-collector"
 # Bump when processing output changes: `--reprocess` finds reports made by older ones.
 PROCESSOR_VERSION = 1
 COPY_CHUNK = 1024 * 1024
+# Modules of the crashing thread noted as missing symbols, at most, per report.
+MISSING_MODULES_NOTED = 16
 
 
 def process_dump(file: BinaryIO, symbols: SymbolProvider | None = None) -> dict[str, Any]:
@@ -64,11 +68,17 @@ def process_report(
     reports: ReportStore,
     crashes: CrashStore,
     stored: ReportSummary,
-    symbols: SymbolProvider | None = None,
+    symbols: SymbolStore | None = None,
     seconds: float = 0,
     megabytes: float = 0,
 ) -> CrashEntry:
-    """Process one committed report's dump and store the result (replacing any earlier)."""
+    """Process one committed report's dump and store the result (replacing any earlier).
+
+    With a symbol store, frames are symbolicated and unwound by CFI from its indexes,
+    and the crashing thread's modules that had no symbols are noted, so the report is
+    processed again when they arrive.
+    """
+    provider = symbols_from(symbols) if symbols is not None else None
     with tempfile.TemporaryFile() as copy:
         with reports.open_dump(StoredReport(stored.id, {}, stored.claim)) as body:
             shutil.copyfileobj(body, copy, COPY_CHUNK)
@@ -76,14 +86,43 @@ def process_report(
         started = time.monotonic()
         try:
             with budget.limited(seconds, megabytes):
-                crash = process_dump(copy, symbols)
+                crash = process_dump(copy, provider)
         except budget.BudgetExceeded as error:
             crash = error_crash(error.kind, str(error))
             crash["processor"] = {
                 "name": PROCESSOR_NAME, "version": PROCESSOR_VERSION,
                 "duration_ms": round((time.monotonic() - started) * 1000, 1), "warnings": [],
             }
-    return crashes.put_crash(stored, crash)
+    entry = crashes.put_crash(stored, crash)
+    if symbols is not None:
+        symbols.mark_missing(stored.id, iter(modules_missing_symbols(crash)))
+    return entry
+
+
+def symbols_from(store: SymbolStore) -> IndexedSymbols:
+    """The symbol provider over a symbol store's indexes (one per crash: it caches)."""
+    def open_index(module: Module) -> S3RangeReader | None:
+        if not module.debug_file or not module.debug_id:
+            return None
+        if not valid_module_id(module.debug_file, module.debug_id):
+            return None
+        return store.index_reader(module.debug_file, module.debug_id)
+
+    return IndexedSymbols(open_index)
+
+
+def modules_missing_symbols(crash: dict[str, Any]) -> list[tuple[str, str]]:
+    """(debug_file, debug_id) of the crashing thread's modules that had no symbols."""
+    thread = crash.get("crashing_thread") or next(iter(crash.get("threads") or []), None)
+    if not thread:
+        return []
+    in_frames = {frame.get("module") for frame in thread.get("frames") or []}
+    found = []
+    for module in crash.get("modules") or []:
+        if module.get("filename") in in_frames and module.get("missing_symbols") \
+                and module.get("debug_file") and module.get("debug_id"):
+            found.append((module["debug_file"], module["debug_id"]))
+    return found[:MISSING_MODULES_NOTED]
 
 
 # -- the JSON, field by field ---------------------------------------------------------
@@ -167,8 +206,10 @@ def _describe(dump: Minidump, symbols: SymbolProvider) -> dict[str, Any]:
                 "debug_file": module.debug_file,
                 "debug_id": module.debug_id,
                 "version": module.version,
+                # Only modules in some stack are looked up: asking about the others
+                # would cost a symbol-store request each.
                 "missing_symbols": id(module) in looked_up and not symbols.has_symbols(module),
-                "loaded_symbols": symbols.has_symbols(module),
+                "loaded_symbols": id(module) in looked_up and symbols.has_symbols(module),
                 "corrupt_symbols": False,
                 "symbol_url": None,
             }

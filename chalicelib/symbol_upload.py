@@ -1,0 +1,185 @@
+"""Symbol uploads: check a Breakpad `.sym` file, index it once, store both.
+
+Three ways in, all ending in `accept_sym`: Breakpad `symupload` v1 (a multipart form
+with the file in `symbol_file` and its module fields beside it), sym-upload-v2 (the
+file PUT to a presigned S3 URL, then `:complete`), and a zip of
+`<debug_file>/<debug_id>/<name>.sym` files. The server reads the MODULE line itself and
+refuses a file whose declared fields disagree with it, a malformed file, or one over
+the size limit; nothing is stored for a refused file. docs/symbols.md has the
+protocols.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Iterator, Mapping
+from typing import IO, BinaryIO
+
+from chalicelib.symbol_store import SymbolStore, sha256_of, sym_name, valid_module_id
+from chalicelib.symfile import index as symindex
+from chalicelib.symfile import records
+
+COPY_CHUNK = 1 << 20
+MAX_ZIP_FILES = 10_000
+
+
+class SymbolRejected(Exception):
+    """The upload is not a usable symbol file (400)."""
+
+
+class SymbolTooLarge(Exception):
+    """The symbol file is over MAX_SYMBOL_MB (413)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Accepted:
+    debug_file: str
+    debug_id: str
+    os: str
+    cpu: str
+    size: int
+    stored: bool  # False: the same bytes were already stored
+
+    def as_json(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+
+def spool(stream: BinaryIO, limit: int) -> IO[bytes]:
+    """Copy a stream to a temporary file, refusing it past `limit` bytes."""
+    copy = tempfile.TemporaryFile()
+    size = 0
+    while chunk := stream.read(COPY_CHUNK):
+        size += len(chunk)
+        if size > limit:
+            copy.close()
+            raise SymbolTooLarge(f"symbol file larger than {limit // (1024 * 1024)} MiB")
+        copy.write(chunk)
+    copy.seek(0)
+    return copy
+
+
+def accept_sym(
+    store: SymbolStore, sym: IO[bytes], uploader: str,
+    declared: Mapping[str, str] | None = None,
+) -> Accepted:
+    """Validate, index and store one `.sym` file (a seekable file). `declared` holds what
+    the client said about it (os, cpu, debug_file, debug_id); each given must agree."""
+    sym.seek(0)
+    try:
+        module = records.validate(sym)
+    except records.SymFileError as error:
+        raise SymbolRejected(f"malformed symbol file: {error}") from None
+    if not valid_module_id(module.debug_file, module.debug_id):
+        raise SymbolRejected(
+            f"MODULE line has an unusable debug file or id: "
+            f"{module.debug_file!r} {module.debug_id!r}"
+        )
+    for field, actual in (("os", module.os), ("cpu", module.cpu),
+                          ("debug_file", module.debug_file), ("debug_id", module.debug_id)):
+        given = (declared or {}).get(field)
+        if given and given != actual:
+            raise SymbolRejected(
+                f"{field} {given!r} disagrees with the file's MODULE line ({actual!r})"
+            )
+    sha256, size = sha256_of(sym)
+    with tempfile.TemporaryFile() as index:
+        sym.seek(0)
+        try:
+            symindex.build_index(sym, index, strict=True)
+        except (records.SymFileError, symindex.IndexBuildError) as error:
+            raise SymbolRejected(f"symbol file cannot be indexed: {error}") from None
+        stored = store.put_symbols(
+            module.debug_file, module.debug_id, module.os, module.cpu, uploader,
+            sym, size, sha256, index,
+        )
+    return Accepted(module.debug_file, module.debug_id, module.os, module.cpu, size, stored)
+
+
+def declared_v1(fields: Mapping[str, str]) -> dict[str, str]:
+    """What symupload v1's form says about its file (debug_identifier is the id)."""
+    return {
+        "os": fields.get("os", ""), "cpu": fields.get("cpu", ""),
+        "debug_file": fields.get("debug_file", ""),
+        "debug_id": fields.get("debug_identifier", "").replace("-", "").upper(),
+    }
+
+
+def accept_zip(store: SymbolStore, archive: IO[bytes], uploader: str,
+               limit: int) -> list[Accepted]:
+    """Every `<debug_file>/<debug_id>/<name>.sym` in a zip; all are checked before any
+    is stored, so a bad member leaves the bucket unchanged."""
+    try:
+        members = zipfile.ZipFile(archive)
+    except zipfile.BadZipFile:
+        raise SymbolRejected("not a zip file") from None
+    with members:
+        entries = [info for info in members.infolist() if not info.is_dir()]
+        if not entries:
+            raise SymbolRejected("the zip holds no files")
+        if len(entries) > MAX_ZIP_FILES:
+            raise SymbolTooLarge(f"more than {MAX_ZIP_FILES} files in one zip")
+        for info in entries:
+            _check_member(info, limit)
+        checked = []
+        try:
+            for info, sym in _extract(members, entries, limit):
+                checked.append(sym)
+                sym.seek(0)
+                try:
+                    module = records.validate(sym)
+                except records.SymFileError as error:
+                    raise SymbolRejected(f"{info.filename}: malformed: {error}") from None
+                debug_file, debug_id, _ = info.filename.split("/")
+                if (module.debug_file, module.debug_id) != (debug_file, debug_id):
+                    raise SymbolRejected(
+                        f"{info.filename}: its MODULE line names "
+                        f"{module.debug_file}/{module.debug_id}"
+                    )
+            return [
+                accept_sym(store, sym, uploader) for sym in checked
+            ]
+        finally:
+            for sym in checked:
+                sym.close()
+
+
+def _check_member(info: zipfile.ZipInfo, limit: int) -> None:
+    parts = info.filename.split("/")
+    if len(parts) != 3 or not parts[2].endswith(".sym"):
+        raise SymbolRejected(
+            f"{info.filename}: expected <debug_file>/<debug_id>/<name>.sym"
+        )
+    if not valid_module_id(parts[0], parts[1]) or parts[2] != sym_name(parts[0]):
+        raise SymbolRejected(f"{info.filename}: not a symbol file path")
+    if info.file_size > limit:
+        raise SymbolTooLarge(f"{info.filename}: larger than {limit // (1024 * 1024)} MiB")
+
+
+def _extract(
+    members: zipfile.ZipFile, entries: list[zipfile.ZipInfo], limit: int
+) -> Iterator[tuple[zipfile.ZipInfo, IO[bytes]]]:
+    for info in entries:
+        with members.open(info) as member:
+            copy = tempfile.TemporaryFile()
+            try:
+                # The declared size may lie: the copy is bounded by what it really holds.
+                shutil.copyfileobj(_Bounded(member, limit, info.filename), copy, COPY_CHUNK)
+            except BaseException:
+                copy.close()
+                raise
+            yield info, copy
+
+
+class _Bounded:
+    def __init__(self, stream: IO[bytes], limit: int, name: str) -> None:
+        self.stream, self.left, self.name = stream, limit, name
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(COPY_CHUNK if size < 0 else size)
+        self.left -= len(data)
+        if self.left < 0:
+            raise SymbolTooLarge(f"{self.name}: larger than the symbol size limit")
+        return data
