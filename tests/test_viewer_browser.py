@@ -1,11 +1,13 @@
 """The viewer in a real browser (headless Debian chromium) against the local-run servers.
 
 Logs in with HTTP Basic, reads the index, filters it with the form, opens a report and
-downloads its bundle, without JavaScript on our side (the pages have none).
+downloads its bundle; goes from the Crashes page to a signature's page, one of its
+reports and its processed crash. No JavaScript on our side (the pages have none).
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import shutil
 import zipfile
@@ -14,7 +16,17 @@ import pytest
 import requests
 
 from chalicelib import auth
+from chalicelib.crash_store import signature_id
+from chalicelib.processing.processor import error_crash
 from tests.testlib import forms
+from tests.testlib.viewing import (
+    UTC,
+    crash_store,
+    last_days,
+    ok_crash,
+    put_crash,
+    signature_summary,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.seaweedfs]
 
@@ -83,7 +95,7 @@ def test_log_in_filter_open_a_report_and_download_its_bundle(browser, site, tmp_
         viewport={"width": 1366, "height": 768})
     page = context.new_page()
 
-    response = page.goto(servers.viewer_url + "/")
+    response = page.goto(servers.viewer_url + "/reports")
     assert response.status == 200
     assert page.locator("h1").inner_text() == "Crash reports"
     rows = page.locator("table.reports tbody tr")
@@ -130,3 +142,65 @@ def test_log_in_filter_open_a_report_and_download_its_bundle(browser, site, tmp_
     assert waiting.value.suggested_filename == f"{sent['win64']}.dmp"
     assert dump_path.read_bytes() == forms.fixture_dump()
     context.close()
+
+
+def test_from_the_crashes_page_to_a_signature_and_its_crash(
+    browser, site, seaweed_backend
+) -> None:
+    servers, sent = site
+    text = "SIGSEGV / SEGV_MAPERR | crash | main"
+    crash = ok_crash(text)
+    for platform in ("linux", "win64"):
+        put_crash(seaweed_backend, sent[platform], crash)
+    put_crash(seaweed_backend, sent["macos"], error_crash("MINIDUMP_READ", "cut short"))
+    today = datetime.datetime.now(UTC).date()
+    day = last_days(today)[-1]
+    crash_store(seaweed_backend).put_signature_summary(signature_summary(today, {text: {
+        "by_day": {day: {"1.0": 2}}, "versions": {"1.0": 2},
+        "platforms": {"linux": 1, "win64": 1}, "first_seen": sent["linux"],
+        "last_seen": sent["win64"]}}, total_reports=3, processed=3, errors=1))
+    context = browser.new_context(
+        http_credentials={"username": "admin", "password": PASSWORD}, accept_downloads=True,
+        viewport={"width": 1366, "height": 768})
+    page = context.new_page()
+
+    assert page.goto(servers.viewer_url + "/").status == 200
+    assert page.locator("h1").inner_text() == "Crashes"
+    rows = page.locator("table.signatures tbody tr")
+    assert rows.count() == 1
+    assert rows.first.locator("td[data-field=count]").inner_text() == "2"
+    # The chart is drawn (SVG from the server) and today's bar is the full plot height.
+    chart = page.locator("#chart-all svg.bars").bounding_box()
+    assert chart["height"] > 100 and chart["width"] > 500
+    bar = page.locator(f'#chart-all g.bar[data-day="{day}"] rect.seg')
+    assert bar.count() == 1 and bar.first.get_attribute("height") == "120.0"
+    assert page.locator("#chart-all .legend li").first.inner_text() == "1.0 (2)"
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1366
+
+    page.click("table.signatures td.sig a")
+    page.wait_for_load_state()
+    assert page.url.endswith(f"/signatures/{signature_id(text)}")
+    assert page.locator("#signature").inner_text() == text
+    reports = page.locator("table.reports tbody tr")
+    assert [reports.nth(i).get_attribute("id") for i in range(reports.count())] == [
+        f"r-{sent['win64']}", f"r-{sent['linux']}"]
+
+    page.click(f"tr#r-{sent['linux']} td.when a")
+    page.wait_for_load_state()
+    assert page.locator("table.crash-facts td[data-field=reason]").inner_text() == (
+        "SIGSEGV / SEGV_MAPERR")
+    assert page.locator("details.modules").get_attribute("open") is None
+    with page.expect_download() as waiting:
+        page.click("a#crash-json")
+    saved = tmp_download(waiting.value)
+    assert json.loads(saved) == crash
+
+    page.goto(servers.viewer_url + f"/reports/{sent['macos']}")
+    assert "ERROR_MINIDUMP_READ" in page.locator("#crash-error").inner_text()
+    context.close()
+
+
+def tmp_download(download) -> bytes:
+    assert download.failure() is None
+    with open(download.path(), "rb") as saved:
+        return saved.read()

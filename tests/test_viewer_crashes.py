@@ -96,6 +96,9 @@ def test_signatures_are_ranked_by_reports_in_the_window(view) -> None:
     three_signatures(view)
     soup = view.page("/")
     assert rows(soup) == [(BIG, "12"), (SMALL, "3")]
+    # The chart shows all 30 days whatever the window.
+    assert soup.select_one("#chart-all .legend").get_text(" ", strip=True) == (
+        "2.0 (23) 1.0 (11) no version (1)")
     assert " ".join(soup.select_one("#as-of").get_text().split()).startswith(
         "As of 2026-11-26 14:00:00 UTC: 1,234 reports, 1,200 processed, 30 waiting, 4 unreadable")
     assert soup.select_one(".windows strong").get_text() == "last 7 days"
@@ -119,7 +122,7 @@ def test_a_row_shows_reason_first_and_last_seen_versions_platforms_and_links(vie
     assert row.select_one("td.sig a")["href"] == f"/signatures/{signature_id(BIG)}"
     assert row.select_one("td[data-field=last_seen] a")["href"] == \
         f"/reports/{rid(DAYS[-1], 5)}"
-    spark = row.select("td.spark rect")
+    spark = row.select("td.spark rect.day")
     assert len(spark) == 30
     assert [r["height"] for r in spark[-2:]] == ["20.0", "10.0"]  # 8 then 4 reports
     assert spark[-1].title.get_text() == "2026-11-26: 4"

@@ -19,7 +19,7 @@ PATTERNS = ("solid", "stripes", "dots", "grid", "hlines", "vlines")
 # Told apart by people with the common colour-vision deficiencies, and by pattern too.
 COLOURS = ("#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00")
 # Chart geometry, in SVG user units.
-BAR_WIDTH, BAR_GAP, PLOT_HEIGHT, AXIS_WIDTH, LABEL_HEIGHT = 18, 4, 120, 36, 18
+BAR_WIDTH, BAR_GAP, PLOT_HEIGHT, AXIS_WIDTH, LABEL_HEIGHT = 22, 5, 120, 36, 18
 SPARK_BAR, SPARK_HEIGHT = 3, 20
 
 DayCounts = Mapping[str, Mapping[str, int]]  # day -> version -> reports
@@ -79,8 +79,9 @@ def _geometry(rows: list[dict], series: list[dict], highest: int) -> dict:
         noun = "report" if row["total"] == 1 else "reports"
         title = f"{row['day']}: {row['total']} {noun}" + (f" ({parts})" if parts else "")
         bars.append({"x": x, "day": row["day"], "total": row["total"], "title": title,
-                     "segments": segments, "label": row["day"][5:] if position % 7 == 0
-                     or position == len(rows) - 1 else ""})
+                     "segments": segments,
+                     # A label each week, counted back from the newest day.
+                     "label": row["day"][5:] if (len(rows) - 1 - position) % 7 == 0 else ""})
     width = AXIS_WIDTH + len(rows) * (BAR_WIDTH + BAR_GAP)
     return {"width": width, "height": PLOT_HEIGHT + LABEL_HEIGHT, "plot_height": PLOT_HEIGHT,
             "bar_width": BAR_WIDTH, "bars": bars, "axis_width": AXIS_WIDTH}

@@ -51,11 +51,12 @@ def crashes_page(crashes: CrashStore, params: Mapping[str, str], urls: Urls) -> 
                 "chart": None}
     days = summary["days"][-30:]
     counted_days = {"7": days[-7:], "30": days, "all": None}[window]
-    ranked = []
+    ranked, every_day = [], []
     for sig, entry in summary["signatures"].items():
         if not is_signature_id(sig) or not isinstance(entry, dict):
             continue
         by_day = _by_day(entry, days)
+        every_day.append(by_day)
         if counted_days is None:
             reports = count(entry.get("count"))
         else:
@@ -88,8 +89,7 @@ def crashes_page(crashes: CrashStore, params: Mapping[str, str], urls: Urls) -> 
             _signature_row(sig, entry, by_day, reports, days, urls)
             for reports, _, sig, entry, by_day in shown
         ],
-        "chart": charts.reports_chart(days, charts.merge_days(
-            (item[4] for item in ranked), days)),
+        "chart": charts.reports_chart(days, charts.merge_days(every_day, days)),
     }
 
 
