@@ -10,6 +10,8 @@ from chalicelib import (
     auth, bundle, config, crash_store, pages, pruning, report, store, submission, viewer, web,
 )
 from chalicelib.processing import processor
+from chalicelib.symbol_store import SymbolStore, sym_name
+from chalicelib.symbol_upload import accept_upload, complete_v2
 
 log = logging.getLogger("app")
 
@@ -31,6 +33,11 @@ def reports() -> store.ReportStore:
 @functools.cache
 def crashes() -> crash_store.CrashStore:
     return crash_store.CrashStore.from_config(settings())
+
+
+@functools.cache
+def symbols() -> SymbolStore:
+    return SymbolStore.from_config(settings())
 
 
 # Told each stored report id after the answer is decided; the local run's processing
@@ -75,9 +82,106 @@ def process_crash(event):
         return
     cfg = settings()
     processor.process_report(
-        reports(), crashes(), stored,
+        reports(), crashes(), stored, symbols(),
         seconds=cfg.processing_seconds, megabytes=cfg.processing_memory_mb,
     )
+
+
+# -- symbols: Breakpad's symupload (v1, sym-upload-v2) and zips, on the public port ---
+
+
+# Told (debug_file, debug_id) of each newly stored symbol file; the local run's pool
+# reprocesses the reports that lacked it (on AWS the bucket event does).
+symbols_stored: list[Callable[[str, str], None]] = []
+
+
+def uploader() -> str:
+    """The upload key's name (HTTP Basic NAME:KEY or ?key=NAME:KEY); raises auth errors."""
+    request = app.current_request
+    return auth.require_uploader(
+        request.headers.get("authorization"), web.query(request).get("key"),
+        settings().symbol_upload_keys,
+    )
+
+
+def tell_symbols_stored(accepted: list) -> None:
+    for item in accepted:
+        if item.stored:
+            for listener in symbols_stored:
+                try:
+                    listener(item.debug_file, item.debug_id)
+                except Exception:
+                    log.exception("symbols stored, reports not queued for reprocessing")
+
+
+@app.route("/symbols/upload", methods=["POST"], content_types=["*/*"])
+@web.translate_errors
+def upload_symbols():
+    """symupload v1's form, or a zip of <debug_file>/<debug_id>/<name>.sym files."""
+    name, request = uploader(), app.current_request
+    accepted = accept_upload(symbols(), web.body(request), web.headers(request), name,
+                             settings().max_symbol_bytes)
+    tell_symbols_stored(accepted)
+    return web.text("".join(
+        f"{'stored' if a.stored else 'unchanged'} {a.debug_file}/{a.debug_id}\n"
+        for a in accepted
+    ))
+
+
+@app.route("/symbols/v1/symbols/{debug_file}/{check}", methods=["GET"])
+@web.translate_errors
+def symbols_check_status(debug_file, check):
+    """sym-upload-v2: `<debug_id>:checkStatus`, FOUND or MISSING."""
+    uploader()
+    debug_id, _, verb = check.partition(":")
+    if verb != "checkStatus":
+        raise store.ReportNotFound(check)
+    found = symbols().stored_sha256(debug_file, debug_id) is not None
+    return web.json_text({"status": "FOUND" if found else "MISSING"})
+
+
+@app.route("/symbols/v1/{action}", methods=["POST"], content_types=["*/*"])
+@web.translate_errors
+def symbols_create_upload(action):
+    """sym-upload-v2: `uploads:create` answers a presigned PUT URL into the bucket."""
+    uploader()
+    if action != "uploads:create":
+        raise store.ReportNotFound(action)
+    upload_key, url = symbols().upload_url()
+    return web.json_text({"uploadUrl": url, "uploadKey": upload_key})
+
+
+@app.route("/symbols/v1/uploads/{action}", methods=["POST"], content_types=["*/*"])
+@web.translate_errors
+def symbols_complete_upload(action):
+    """sym-upload-v2: `<upload key>:complete` checks and stores the PUT file."""
+    name, request = uploader(), app.current_request
+    upload_key, _, verb = action.partition(":")
+    if verb != "complete":
+        raise store.ReportNotFound(action)
+    accepted = complete_v2(symbols(), upload_key, web.body(request).read(65536), name,
+                           settings().max_symbol_bytes)
+    tell_symbols_stored([accepted])
+    return web.json_text({"result": "OK" if accepted.stored else "DUPLICATE_DATA"})
+
+
+@app.on_s3_event(
+    bucket=settings().bucket, events=["s3:ObjectCreated:*"],
+    prefix=settings().prefix + "symbols/", suffix=".sym",
+)
+def reprocess_for_symbols(event):
+    """A symbol file stored: process again the reports that were processed without it."""
+    found = symbols().module_of_key(event.key)
+    if found is None:
+        return
+    cfg = settings()
+    for report_id in symbols().take_missing(*found):
+        stored = reports().find(report_id)
+        if stored is not None:
+            processor.process_report(
+                reports(), crashes(), stored, symbols(),
+                seconds=cfg.processing_seconds, megabytes=cfg.processing_memory_mb,
+            )
 
 
 # -- the viewer: private, every route logs in first ----------------------------------
@@ -198,6 +302,20 @@ def api_reports():
 def api_report(report_id):
     urls = login().as_api()
     return pages.json(viewer.report_page(reports(), report_id, urls, crashes()))
+
+
+@app.route("/symbols/{debug_file}/{debug_id}/{name}")
+@web.translate_errors
+def symbol_file(debug_file, debug_id, name):
+    """The .sym file, where `minidump-stackwalk --symbols-url <viewer>/symbols` looks."""
+    login()
+    if name != sym_name(debug_file):
+        raise store.ReportNotFound(name)
+    body, size = symbols().open_sym(debug_file, debug_id)
+    with body:
+        if too_big_to_send(size):
+            return pages.redirect(symbols().sym_url(debug_file, debug_id))
+        return pages.download(body.read(), name)
 
 
 @app.schedule(Rate(settings().prune_rate_minutes, unit=Rate.MINUTES))

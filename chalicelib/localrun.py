@@ -28,17 +28,25 @@ log = logging.getLogger("localrun")
 SUBMIT_ROUTES = {"/submit"}
 
 
+def is_public(route: str) -> bool:
+    """Routes of the public port: crash submission and symbol uploads (with their key);
+    everything else (the viewer, the symbol files themselves) is private."""
+    return route in SUBMIT_ROUTES or route == "/symbols/upload" or route.startswith(
+        "/symbols/v1/"
+    )
+
+
 def serve(app: object, cfg: config.Config, host: str = "127.0.0.1") -> list[object]:
     """Start the submit and viewer servers in threads; returns them (call .close())."""
-    body_limit = cfg.max_submission_bytes + 1024 * 1024
+    body_limit = max(cfg.max_submission_bytes, cfg.max_symbol_bytes) + 1024 * 1024
     servers = [
         waitress.create_server(
-            ChaliceWSGI(app, lambda r: r in SUBMIT_ROUTES, body_limit),
+            ChaliceWSGI(app, is_public, body_limit),
             host=host, port=cfg.submit_port, threads=16,
             max_request_body_size=body_limit, channel_timeout=120, ident="crash-collector",
         ),
         waitress.create_server(
-            ChaliceWSGI(app, lambda r: r not in SUBMIT_ROUTES, body_limit),
+            ChaliceWSGI(app, lambda r: not is_public(r), body_limit),
             host=host, port=cfg.reports_port, threads=8, ident="crash-collector",
         ),
     ]
@@ -107,6 +115,10 @@ def main() -> None:
             application.reports(), application.crashes()
         )
         application.report_stored.append(pool.add)
+        application.symbols_stored.append(
+            lambda debug_file, debug_id: pool.add_all(
+                application.symbols().take_missing(debug_file, debug_id))
+        )
     prune = getattr(application, "prune", None)
     if prune is not None:
         threading.Thread(

@@ -226,6 +226,17 @@ class SymbolStore(Bucket):
                     millis / 1000, datetime.timezone.utc),
             )
 
+    def module_of_key(self, key: str) -> tuple[str, str] | None:
+        """(debug_file, debug_id) of a stored .sym file's key (from a bucket event)."""
+        folder = self.prefix + SYMBOLS
+        parts = key[len(folder):].split("/") if key.startswith(folder) else []
+        if len(parts) != 3 or not parts[2].endswith(".sym"):
+            return None
+        debug_file = urllib.parse.unquote(parts[0])
+        if not valid_module_id(debug_file, parts[1]) or parts[2] != sym_name(debug_file):
+            return None
+        return debug_file, parts[1]
+
     def iter_missing(self, debug_file: str, debug_id: str) -> Iterator[MissingSymbols]:
         """Reports processed while this module had no symbols, newest first."""
         folder = f"{self.prefix}{MISSING}{file_part(debug_file)}/{debug_id}/"

@@ -12,13 +12,22 @@ protocols.
 from __future__ import annotations
 
 import dataclasses
+import re
 import shutil
 import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping
 from typing import IO, BinaryIO
 
-from chalicelib.symbol_store import SymbolStore, sha256_of, sym_name, valid_module_id
+from chalicelib import submission
+from chalicelib.symbol_store import (
+    UPLOAD_KEY,
+    SymbolNotFound,
+    SymbolStore,
+    sha256_of,
+    sym_name,
+    valid_module_id,
+)
 from chalicelib.symfile import index as symindex
 from chalicelib.symfile import records
 
@@ -183,3 +192,60 @@ class _Bounded:
         if self.left < 0:
             raise SymbolTooLarge(f"{self.name}: larger than the symbol size limit")
         return data
+
+
+# -- the three protocols ---------------------------------------------------------------
+
+V1_FILE_FIELD = "symbol_file"
+_COMPLETE_FIELD = re.compile(r'(debug_file|debug_id|symbol_upload_type)\s*:\s*"([^"]*)"')
+
+
+def accept_upload(
+    store: SymbolStore, body: BinaryIO, headers: Mapping[str, str], uploader: str, limit: int
+) -> list[Accepted]:
+    """A `POST /symbols/upload`: a zip body, or symupload v1's form (its `symbol_file`,
+    or a `.zip` file part)."""
+    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type in ("application/zip", "application/x-zip-compressed"):
+        with spool(body, limit) as archive:
+            return accept_zip(store, archive, uploader, limit)
+    fields, files = submission.parse_form(
+        body, headers, submission.Limits(limit + (1 << 20), 64, 4096)
+    )
+    try:
+        for part in files:
+            if part.filename.lower().endswith(".zip"):
+                return accept_zip(store, part.content, uploader, limit)
+        sym = next((part for part in files if part.field == V1_FILE_FIELD), None)
+        if sym is None:
+            raise SymbolRejected(f"no {V1_FILE_FIELD} file part (or .zip file)")
+        if sym.size > limit:
+            raise SymbolTooLarge(f"symbol file larger than {limit // (1024 * 1024)} MiB")
+        return [accept_sym(store, sym.content, uploader, declared_v1(fields))]
+    finally:
+        for part in files:
+            part.close()
+
+
+def complete_v2(
+    store: SymbolStore, upload_key: str, body: bytes, uploader: str, limit: int
+) -> Accepted:
+    """sym-upload-v2's `:complete`: check and store the file the client PUT. Its body
+    (`{ symbol_id: {debug_file: "...", debug_id: "..." }, ... }`, not JSON) names the
+    module, which must agree with the file."""
+    if not UPLOAD_KEY.match(upload_key):
+        raise SymbolNotFound(upload_key)
+    declared = dict(_COMPLETE_FIELD.findall(body.decode("utf-8", "replace")))
+    kind = declared.pop("symbol_upload_type", "BREAKPAD")
+    if kind != "BREAKPAD":
+        raise SymbolRejected(f"only BREAKPAD symbol files are taken, not {kind}")
+    staged, size = store.open_upload(upload_key)
+    try:
+        if size > limit:
+            raise SymbolTooLarge(f"symbol file larger than {limit // (1024 * 1024)} MiB")
+        with spool(staged, limit) as sym:
+            accepted = accept_sym(store, sym, uploader, declared)
+    finally:
+        staged.close()
+        store.delete_upload(upload_key)
+    return accepted

@@ -21,6 +21,7 @@ from chalicelib.crash_store import CrashStore
 from chalicelib.processing import processor
 from chalicelib.processing.worker import unprocessed
 from chalicelib.store import ReportStore, StoreError
+from chalicelib.symbol_store import SymbolStore
 
 
 def _since(value: str) -> datetime.date:
@@ -47,6 +48,7 @@ def main(argv: Iterable[str] | None = None) -> int:
     except config.ConfigError as error:
         parser.error(str(error))
     reports, crashes = ReportStore.from_config(cfg), CrashStore.from_config(cfg)
+    symbols = SymbolStore.from_config(cfg)
     newer_than = None
     if args.since is not None:
         midnight = datetime.datetime.combine(args.since, datetime.time(), datetime.timezone.utc)
@@ -64,7 +66,7 @@ def main(argv: Iterable[str] | None = None) -> int:
                 print(f"[{number}/{len(todo)}] would process {stored.id}", flush=True)
                 continue
             entry = processor.process_report(
-                reports, crashes, stored,
+                reports, crashes, stored, symbols,
                 seconds=cfg.processing_seconds, megabytes=cfg.processing_memory_mb,
             )
             errors += entry.is_error

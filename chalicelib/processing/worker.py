@@ -22,11 +22,12 @@ from chalicelib import config
 from chalicelib.crash_store import CrashStore
 from chalicelib.processing import processor
 from chalicelib.store import ReportStore, ReportSummary, inverted
+from chalicelib.symbol_store import SymbolStore
 
 log = logging.getLogger("processing")
 ATTEMPTS = 2  # a report whose processing kills its worker twice is marked, not retried
 
-_stores: tuple[ReportStore, CrashStore] | None = None
+_stores: tuple[ReportStore, CrashStore, SymbolStore] | None = None
 
 
 def unprocessed(
@@ -49,20 +50,22 @@ def unprocessed(
 def _init_worker() -> None:
     global _stores
     cfg = config.load()
-    _stores = (ReportStore.from_config(cfg), CrashStore.from_config(cfg))
+    _stores = (
+        ReportStore.from_config(cfg), CrashStore.from_config(cfg), SymbolStore.from_config(cfg)
+    )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
 
 def _process(report_id: str) -> str:
     """In a worker: process one report; returns a line for the log."""
     assert _stores is not None
-    reports, crashes = _stores
+    reports, crashes, symbols = _stores
     stored = reports.find(report_id)
     if stored is None:
         return f"{report_id}: gone (pruned)"
     cfg = config.load()
     entry = processor.process_report(
-        reports, crashes, stored,
+        reports, crashes, stored, symbols,
         seconds=cfg.processing_seconds, megabytes=cfg.processing_memory_mb,
     )
     return f"{report_id}: {entry.reason} | {entry.signature}"
