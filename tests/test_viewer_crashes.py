@@ -284,6 +284,8 @@ def test_unknown_and_malformed_signatures_are_404(view) -> None:
     for sig in ["0123456789abcdef", "zz", "0123456789ABCDEF", "0123456789abcdef0"]:
         assert "404" in view.page(f"/signatures/{sig}", status=404).h1.get_text()
         assert view.api(f"/api/signatures/{sig}", status=404)["status"] == 404
+    assert "before must be" in view.api(
+        f"/api/signatures/{signature_id(OLD)}?before=nope", status=400)["error"]
     # Known to the summary but with no stored report (all pruned): still a page.
     soup = view.page(f"/signatures/{signature_id(OLD)}")
     assert soup.select_one(".facts div[data-field=count] strong").get_text() == "50"
@@ -304,3 +306,27 @@ def test_hostile_signature_text_is_escaped(view) -> None:
         assert b"<b>" not in body and b"<i>why" not in body
     assert hostile in view.page("/").select_one("td.sig").get_text()
     assert hostile in view.page(f"/signatures/{sig}").select_one("#signature").get_text()
+
+
+def test_each_page_costs_a_few_requests_however_many_reports(view) -> None:
+    import app as application
+
+    ids = stored_with_crashes(view, BIG, 30)
+    three_signatures(view)
+    reports, crashes = application.reports(), application.crashes()
+
+    def cost(path: str) -> tuple[dict, dict]:
+        reports.requests.clear()
+        crashes.requests.clear()
+        view.page(path)
+        return dict(reports.requests), dict(crashes.requests)
+
+    sig = signature_id(BIG)
+    assert cost("/") == ({}, {"GetObject": 1})
+    assert cost("/?window=all&page=1") == ({}, {})  # the summary is read at most every 30 s
+    assert cost(f"/signatures/{sig}") == ({}, {"ListObjectsV2": 1})
+    assert cost(f"/signatures/{sig}?before={ids[10]}") == ({}, {"ListObjectsV2": 1})
+    assert cost("/reports") == ({"ListObjectsV2": 1, "GetObject": 1}, {"ListObjectsV2": 1})
+    assert cost(f"/reports?signature={sig}") == ({}, {"ListObjectsV2": 2})
+    assert cost(f"/reports/{ids[3]}") == ({"ListObjectsV2": 1, "GetObject": 1},
+                                          {"ListObjectsV2": 1, "GetObject": 1})

@@ -182,3 +182,20 @@ def test_the_report_links_lead_to_the_crashes_page(view) -> None:
     soup = view.page(f"/reports/{report_id}")
     assert [a["href"] for a in soup.select("nav.site a")] == ["/", "/reports"]
     assert soup.select_one("header a.brand")["href"] == "/"
+
+
+def test_names_from_the_dump_are_escaped_on_the_report_page(view) -> None:
+    report_id = view.submit()
+    crash = ok_crash("<script>alert(1)</script>", "<img src=x>")
+    crash["modules"][0]["filename"] = "<svg onload=alert(1)>"
+    crash["crashing_thread"]["frames"][1]["module"] = "<svg onload=alert(1)>"
+    crash["crashpad_annotations"]["process"] = {"<b>k</b>": "<i>v</i>"}
+    put_crash(view.backend, report_id, crash)
+    body = view.get(f"/reports/{report_id}").body
+    for raw in (b"<script>", b"<img", b"<svg onload", b"<b>k", b"<i>v"):
+        assert raw not in body
+    soup = view.page(f"/reports/{report_id}")
+    assert soup.select_one("td[data-field=signature] a").get_text() == "<script>alert(1)</script>"
+    assert soup.select_one("td[data-field=reason]").get_text() == "<img src=x>"
+    assert soup.select("h3 + table.frames tbody tr")[1].select("td")[1].get_text() == (
+        "<svg onload=alert(1)> + 0x0000000000029d8f")
