@@ -109,6 +109,7 @@ def app_env(monkeypatch: pytest.MonkeyPatch):
         application.settings.cache_clear()
         application.reports.cache_clear()
         application.crashes.cache_clear()
+        application.symbols.cache_clear()
         # Read now: chalice.test.Client later overlays .chalice/config.json on os.environ.
         application.settings()
         return application
@@ -117,7 +118,9 @@ def app_env(monkeypatch: pytest.MonkeyPatch):
     application.settings.cache_clear()
     application.reports.cache_clear()
     application.crashes.cache_clear()
+    application.symbols.cache_clear()
     application.report_stored.clear()
+    application.symbols_stored.clear()
 
 
 class LiveServers:
