@@ -22,6 +22,7 @@ DAYS = 30
 # Most signatures kept (by count) and most values per facet of one signature.
 SIGNATURE_LIMIT = 5000
 FACET_LIMIT = 50
+MISSING_SYMBOLS_LIMIT = 100
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -111,3 +112,16 @@ def _as_json(counted: _Signature) -> dict[str, Any]:
         "products": dict(counted.products.most_common(FACET_LIMIT)),
         "by_day": {day: dict(counts) for day, counts in sorted(counted.by_day.items())},
     }
+
+
+def missing_symbols(
+    counts: collections.Counter[tuple[str, str]], with_symbols: set[tuple[str, str]]
+) -> list[dict[str, Any]]:
+    """Modules most often in crashing threads that still have no symbols, most first:
+    the ones whose upload would name the most frames."""
+    ranked = [
+        {"debug_file": debug_file, "debug_id": debug_id, "reports": count}
+        for (debug_file, debug_id), count in counts.most_common()
+        if (debug_file, debug_id) not in with_symbols
+    ]
+    return ranked[:MISSING_SYMBOLS_LIMIT]

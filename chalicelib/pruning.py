@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
-from chalicelib import config, crash_store, crash_summary, report
+from chalicelib import config, crash_store, crash_summary, report, symbol_store
 from chalicelib.crash_store import CRASHES, SIGNATURES, CrashEntry
 from chalicelib.store import ReportStore, StoreError
 
@@ -168,6 +168,9 @@ def prune_to_limit(
         (crash_summary.CountedReport(item.id, *item.facets) for item in kept),
         output.crashes, now,
     )
+    result.signature_summary["missing_symbols"] = crash_summary.missing_symbols(
+        output.missing_symbols, output.with_symbols
+    )
 
     if not dry_run:
         # Every commit marker goes in the same or an earlier batch than any part, so a
@@ -200,6 +203,10 @@ class _Output:
     crashes: dict[str, CrashEntry] = dataclasses.field(default_factory=dict)
     keys: dict[str, list[tuple[str, float]]] = dataclasses.field(default_factory=dict)
     orphan_keys: list[str] = dataclasses.field(default_factory=list)
+    missing_symbols: collections.Counter[tuple[str, str]] = dataclasses.field(
+        default_factory=collections.Counter)
+    with_symbols: set[tuple[str, str]] = dataclasses.field(default_factory=set)
+    staged: list[tuple[str, float]] = dataclasses.field(default_factory=list)
 
     def add(self, report_id: str, key: str, modified: float) -> None:
         self.keys.setdefault(report_id, []).append((key, modified))
@@ -214,6 +221,9 @@ def _scan(
     uploads: dict[str, _Upload] = {}
     output = _Output()
     crashes_at, markers_at = store.prefix + CRASHES, store.prefix + SIGNATURES
+    missing_at = store.prefix + symbol_store.MISSING
+    symbols_at = (store.prefix + symbol_store.SYMBOLS, store.prefix + symbol_store.SYMBOL_LOG)
+    staged_at = store.prefix + symbol_store.UPLOADS
     facets: dict[tuple[str, ...], tuple[str, ...]] = {}  # one tuple per distinct combination
     for stored in store.iter_objects():
         result.objects_scanned += 1
@@ -252,6 +262,21 @@ def _scan(
                 result.other_keys += 1
                 continue
             output.add(marker[1].id, stored.key, stored.last_modified.timestamp())
+        elif stored.key.startswith(missing_at):
+            missing = symbol_store.parse_missing_key(stored.key[len(missing_at):], stored.key)
+            if missing is None:
+                result.other_keys += 1
+                continue
+            output.add(missing.report_id, stored.key, stored.last_modified.timestamp())
+            output.missing_symbols[(missing.debug_file, missing.debug_id)] += 1
+        elif stored.key.startswith(symbols_at):
+            if stored.key.endswith(".sym") and stored.key.startswith(symbols_at[0]):
+                found = symbol_store.module_of(stored.key[len(symbols_at[0]):])
+                if found is not None:
+                    output.with_symbols.add(found)
+        elif stored.key.startswith(staged_at):
+            # A sym-upload-v2 file never completed: an orphan once past the grace period.
+            output.staged.append((stored.key, stored.last_modified.timestamp()))
         elif stored.kind == "other" and not stored.key.endswith(crash_store.SIGNATURE_SUMMARY):
             result.other_keys += 1
     return reports, uploads, output
@@ -267,7 +292,7 @@ def _attach_output(
         if item.id not in output.crashes:
             result.unprocessed += 1
             result.unprocessed_ids.append(item.id)
-    for keys in output.keys.values():
+    for keys in [*output.keys.values(), output.staged]:
         for key, modified in keys:
             if modified < cutoff:
                 output.orphan_keys.append(key)

@@ -229,13 +229,7 @@ class SymbolStore(Bucket):
     def module_of_key(self, key: str) -> tuple[str, str] | None:
         """(debug_file, debug_id) of a stored .sym file's key (from a bucket event)."""
         folder = self.prefix + SYMBOLS
-        parts = key[len(folder):].split("/") if key.startswith(folder) else []
-        if len(parts) != 3 or not parts[2].endswith(".sym"):
-            return None
-        debug_file = urllib.parse.unquote(parts[0])
-        if not valid_module_id(debug_file, parts[1]) or parts[2] != sym_name(debug_file):
-            return None
-        return debug_file, parts[1]
+        return module_of(key[len(folder):]) if key.startswith(folder) else None
 
     def iter_missing(self, debug_file: str, debug_id: str) -> Iterator[MissingSymbols]:
         """Reports processed while this module had no symbols, newest first."""
@@ -244,6 +238,17 @@ class SymbolStore(Bucket):
             entry = parse_missing_key(item["Key"][len(self.prefix) + len(MISSING):], item["Key"])
             if entry is not None:
                 yield entry
+
+
+def module_of(name: str) -> tuple[str, str] | None:
+    """(debug_file, debug_id) of `<file>/<debug_id>/<name>.sym` (a symbols/ key's rest)."""
+    parts = name.split("/")
+    if len(parts) != 3 or not parts[2].endswith(".sym"):
+        return None
+    debug_file = urllib.parse.unquote(parts[0])
+    if not valid_module_id(debug_file, parts[1]) or parts[2] != sym_name(debug_file):
+        return None
+    return debug_file, parts[1]
 
 
 def parse_missing_key(name: str, key: str = "") -> MissingSymbols | None:
