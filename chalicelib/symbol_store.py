@@ -175,6 +175,22 @@ class SymbolStore(Bucket):
                 count += 1
         return count
 
+    def module_keys(self, debug_file: str, debug_id: str) -> list[str]:
+        """Every key of one module's symbols: its files, and its lines in the upload log."""
+        folder = f"{self.prefix}{SYMBOLS}{file_part(debug_file)}/{debug_id}/"
+        keys = [item["Key"] for item in self.list_items(folder)]
+        log = self.prefix + SYMBOL_LOG
+        for item in self.list_items(log):
+            match = _LOG_KEY.match(item["Key"][len(log):])
+            if match and (urllib.parse.unquote(match["file"]), match["id"]) == (
+                    debug_file, debug_id):
+                keys.append(item["Key"])
+        return keys
+
+    def delete_module(self, debug_file: str, debug_id: str) -> int:
+        """Delete one module's symbol file, index and upload-log lines; how many keys."""
+        return self.delete_keys(self.module_keys(debug_file, debug_id))
+
     def take_missing(self, debug_file: str, debug_id: str) -> list[str]:
         """The reports processed without this module's symbols, newest first; their
         markers are deleted, so each report is handed out once."""
