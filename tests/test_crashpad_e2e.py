@@ -53,3 +53,39 @@ def test_failed_upload_leaves_the_report_pending(live_servers, seaweed_backend, 
     crash = crashpad_client.crash_and_upload(servers.submit_url, tmp_path, {"k": "v"})
     assert not crash.completed
     assert seaweed_backend.keys() == []
+
+
+def test_real_crashpad_dump_is_processed_to_the_crashers_null_write(
+    live_servers, seaweed_backend, tmp_path
+) -> None:
+    """SIGSEGV at the crasher's known address (its write through NULL), in its main()."""
+    import subprocess
+
+    from chalicelib.crash_store import CrashStore
+    from chalicelib.processing import processor
+
+    crashpad_client.check_handler_runs()
+    servers = live_servers(seaweed_backend)
+    binary = crashpad_client.build_crasher(tmp_path / "build")
+    crash = crashpad_client.crash_and_upload(servers.submit_url, tmp_path, crasher=binary)
+    assert crash.completed, crash.handler_log
+    reports = seaweed_backend.store()
+    crashes = CrashStore(seaweed_backend.client, seaweed_backend.bucket, seaweed_backend.prefix)
+
+    processor.process_report(reports, crashes, reports.find(crash.remote_id))
+
+    processed = crashes.get_crash(crash.remote_id)
+    assert processed["status"] == "OK"
+    assert processed["crash_info"]["type"] == "SIGSEGV / SEGV_MAPERR"
+    assert int(processed["crash_info"]["address"], 16) == 0
+    assert processed["system_info"]["os"] == "Linux"
+    frame0 = processed["crashing_thread"]["frames"][0]
+    assert frame0["module"] == binary.name and frame0["trust"] == "context"
+    symbols = subprocess.run(["nm", "-S", str(binary)], capture_output=True, text=True,
+                             check=True).stdout
+    start, size = next((int(a, 16), int(s, 16)) for a, s, _, name in
+                       (line.split() for line in symbols.splitlines() if len(line.split()) == 4)
+                       if name == "main")
+    assert start <= int(frame0["module_offset"], 16) < start + size
+    main_module = processed["modules"][processed["main_module"]]
+    assert main_module["filename"] == binary.name and main_module["code_id"]
