@@ -145,12 +145,14 @@ def test_command_line_prints_a_hash_that_verifies() -> None:
 
 
 def viewer_paths() -> list[str]:
-    """Every route but /submit, path parameters filled in: new routes join automatically."""
+    """Every route but the public port's, path parameters filled in: new routes join
+    automatically."""
     import app as application
+    from chalicelib.localrun import is_public
 
     paths = []
     for path in sorted(application.app.routes):
-        if path == "/submit":
+        if is_public(path):
             continue
         assert set(application.app.routes[path]) == {"GET"}, path
         paths.append(re.sub(r"\{(\w+)\}",
@@ -161,10 +163,45 @@ def viewer_paths() -> list[str]:
 def test_the_viewer_routes_are_the_expected_ones() -> None:
     assert viewer_paths() == [
         "/", "/api/crashes", "/api/reports", f"/api/reports/{FAKE_ID}", "/api/signatures/0",
-        "/reports", f"/reports/{FAKE_ID}", f"/reports/{FAKE_ID}/attachments/0",
+        "/api/symbols", "/reports", f"/reports/{FAKE_ID}", f"/reports/{FAKE_ID}/attachments/0",
         f"/reports/{FAKE_ID}/bundle", f"/reports/{FAKE_ID}/crash.json",
-        f"/reports/{FAKE_ID}/dump", "/signatures/0",
+        f"/reports/{FAKE_ID}/dump", "/signatures/0", "/symbols", "/symbols/0/0/0",
     ]
+
+
+def upload_routes() -> list[tuple[str, str]]:
+    import app as application
+    from chalicelib.localrun import is_public
+
+    return [(method, re.sub(r"\{(\w+)\}", "x", path))
+            for path in sorted(application.app.routes) if is_public(path) and path != "/submit"
+            for method in application.app.routes[path]]
+
+
+def test_the_public_symbol_routes_are_the_expected_ones() -> None:
+    assert upload_routes() == [
+        ("POST", "/symbols/upload"), ("GET", "/symbols/v1/symbols/x/x"),
+        ("POST", "/symbols/v1/uploads/x"), ("POST", "/symbols/v1/x"),
+    ]
+
+
+@pytest.mark.parametrize("method, path", upload_routes())
+def test_every_symbol_upload_route_needs_a_key(app_env, moto_backend, method, path) -> None:
+    keys = users(ci="right-key")
+    application = app_env(moto_backend, SYMBOL_UPLOAD_KEYS=keys)
+    with Client(application.app) as client:
+        for query, headers in [
+            ("", {}), ("?key=ci:wrong", {}), ("?key=other:right-key", {}),
+            ("", {"Authorization": basic("ci", "wrong")}),
+        ]:
+            response = client.http.request(method, path + query, headers=headers, body=b"")
+            assert response.status_code == 401, (path, query, response.body)
+            assert response.body.decode().strip() in (
+                "login required", "wrong upload key", "malformed credentials")
+    application = app_env(moto_backend, SYMBOL_UPLOAD_KEYS="")
+    with Client(application.app) as client:
+        response = client.http.request(method, path + "?key=ci:right-key", body=b"")
+        assert response.status_code == 503 and b"SYMBOL_UPLOAD_KEYS" in response.body
 
 
 @pytest.fixture
@@ -192,7 +229,7 @@ def test_with_the_login_the_route_answers(private_client, path: str) -> None:
     response = private_client.http.get(
         path, headers={"Accept": "*/*", "Authorization": basic("admin", PASSWORD)})
     # Nothing is stored: the lists answer, everything about one report is not found.
-    lists = ("/", "/api/crashes", "/reports", "/api/reports")
+    lists = ("/", "/api/crashes", "/reports", "/api/reports", "/symbols", "/api/symbols")
     assert response.status_code == (200 if path in lists else 404), path
     assert "WWW-Authenticate" not in response.headers
 
