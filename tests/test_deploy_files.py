@@ -85,10 +85,14 @@ def test_chalice_package_wires_processing_to_the_bucket_event(tmp_path: Path) ->
     assert function["timeout"] == 300
     assert int(function["environment"]["variables"]["PROCESSING_TIMEOUT_SECONDS"]) < 300
     (notification,) = resources["aws_s3_bucket_notification"].values()
-    (trigger,) = notification["lambda_function"]
-    assert trigger["events"] == ["s3:ObjectCreated:*"]
-    assert (trigger["filter_prefix"], trigger["filter_suffix"]) == ("reports/", ".json")
-    assert "process_crash" in trigger["lambda_function_arn"]
+    triggers = {t["lambda_function_arn"].split(".")[1]: t for t in notification["lambda_function"]}
+    assert set(triggers) == {"process_crash", "reprocess_for_symbols"}
+    for name, prefix, suffix in [("process_crash", "reports/", ".json"),
+                                 ("reprocess_for_symbols", "symbols/", ".sym")]:
+        assert triggers[name]["events"] == ["s3:ObjectCreated:*"]
+        assert (triggers[name]["filter_prefix"], triggers[name]["filter_suffix"]) == (
+            prefix, suffix)
+    assert resources["aws_lambda_function"]["reprocess_for_symbols"]["timeout"] == 900
     # The same least-privilege policy as the other functions: nothing new is needed.
     policy = json.loads(resources["aws_iam_role_policy"]["process_crash_role"]["policy"])
     actions = {a for statement in policy["Statement"] for a in statement["Action"]}
