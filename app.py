@@ -304,6 +304,22 @@ def api_report(report_id):
     return pages.json(viewer.report_page(reports(), report_id, urls, crashes()))
 
 
+@app.route("/symbols")
+@pages.html_errors
+def symbols_page():
+    urls = login()
+    page = viewer.symbols_page(symbols(), crashes(), web.query(app.current_request), urls)
+    return pages.html("symbols.html", page, urls)
+
+
+@app.route("/api/symbols")
+@pages.json_errors
+def api_symbols():
+    urls = login().as_api()
+    return pages.json(viewer.symbols_page(symbols(), crashes(), web.query(app.current_request),
+                                          urls))
+
+
 @app.route("/symbols/{debug_file}/{debug_id}/{name}")
 @web.translate_errors
 def symbol_file(debug_file, debug_id, name):

@@ -256,6 +256,13 @@ class SymbolStore(Bucket):
                 yield entry
 
 
+def uploads_from(millis: int) -> str:
+    """iter_uploads' `older_than` that starts the listing at the uploads made at `millis`
+    (ms since the epoch), those included: a cursor that survives uploads sharing a
+    millisecond."""
+    return f"{_MAX - min(max(millis, 0), _MAX):016x}"
+
+
 def module_of(name: str) -> tuple[str, str] | None:
     """(debug_file, debug_id) of `<file>/<debug_id>/<name>.sym` (a symbols/ key's rest)."""
     parts = name.split("/")

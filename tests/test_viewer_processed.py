@@ -180,7 +180,7 @@ def test_bad_signature_filters_are_400(view, query: str, reason: str) -> None:
 def test_the_report_links_lead_to_the_crashes_page(view) -> None:
     report_id = view.submit(dump=forms.fake_dump(100))
     soup = view.page(f"/reports/{report_id}")
-    assert [a["href"] for a in soup.select("nav.site a")] == ["/", "/reports"]
+    assert [a["href"] for a in soup.select("nav.site a")] == ["/", "/reports", "/symbols"]
     assert soup.select_one("header a.brand")["href"] == "/"
 
 

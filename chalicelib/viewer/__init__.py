@@ -8,8 +8,9 @@ requests, never a GET per row.
 Modules: `query` reads an index URL's filters and cursor, `urls` builds every link,
 `paging` finds which reports a page holds, `index` and `detail` build the report pages
 (`crash_view` the processed crash on a report's page), `crashes` the Crashes page and
-the signature pages from the pruner's signature summary (`summary`), and `charts` the
-reports-per-day charts those pages draw as SVG.
+the signature pages from the pruner's signature summary (`summary`), `charts` the
+reports-per-day charts those pages draw as SVG, and `symbols` the Symbols page (stored
+symbol files from the upload log, and the modules most wanted).
 """
 
 from chalicelib.viewer.detail import (
@@ -22,6 +23,7 @@ from chalicelib.viewer.detail import (
 from chalicelib.viewer.crashes import crashes_page, signature_page
 from chalicelib.viewer.index import index_page, stored_count
 from chalicelib.viewer.query import BadQuery, Query
+from chalicelib.viewer.symbols import symbols_page
 from chalicelib.viewer.urls import Urls
 
 __all__ = [
@@ -37,4 +39,5 @@ __all__ = [
     "report_page",
     "signature_page",
     "stored_count",
+    "symbols_page",
 ]

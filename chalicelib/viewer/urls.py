@@ -6,11 +6,13 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
+from chalicelib.symbol_store import sym_name
+
 
 class Urls:
     """Every link the viewer shows; templates reach it as `urls`.
 
-    In API mode, page links (crashes, signatures, the report index, reports) point at
+    In API mode, page links (crashes, signatures, the report index, reports, symbols) point at
     the JSON twins, so the API's dicts link to the API and the pages' dicts to pages.
     """
 
@@ -48,6 +50,18 @@ class Urls:
     def signature(self, sig: str, before: str | None = None) -> str:
         return self.path(("/api/signatures/" if self.api else "/signatures/") + sig,
                          {"before": before})
+
+    def symbols(self, before: str | None = None) -> str:
+        """The Symbols page; `before` is its older-page cursor."""
+        return self.path("/api/symbols" if self.api else "/symbols", {"before": before})
+
+    def symbol_file(self, debug_file: str, debug_id: str) -> str:
+        """A stored .sym file's download (also where a stackwalker's --symbols-url looks)."""
+        parts = (debug_file, debug_id, sym_name(debug_file))
+        # Characters a path segment may hold stay as they are (`libstdc++.so.6`): the
+        # route gets them unchanged whether or not its host decodes path parameters.
+        return self.path("/symbols/" + "/".join(
+            urllib.parse.quote(part, safe="!$&'()*+,;=:@") for part in parts))
 
     def report(self, report_id: str) -> str:
         return self.path(("/api/reports/" if self.api else "/reports/") + report_id)
