@@ -110,11 +110,13 @@ def frozen_clock(monkeypatch):
 
 
 def test_rows_show_each_stored_file_newest_first(view) -> None:
+    start = datetime.datetime.now(datetime.UTC).replace(microsecond=0, tzinfo=None)
     upload_fixtures(view)
+    end = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
     soup = view.page("/symbols")
     rows = symbol_rows(soup)
     for row in rows:
-        assert row.pop("uploaded_at").startswith(str(datetime.datetime.now(datetime.UTC).year))
+        assert start <= datetime.datetime.fromisoformat(row.pop("uploaded_at")) <= end
     assert rows == [
         {"debug_file": "crash-client", "debug_id": "509C0610949836F7B70BD88BCF03E5400",
          "os": "Mac", "cpu": "x86_64", "size": "4.0 MiB", "uploader": "ci",
@@ -180,6 +182,16 @@ def test_uploads_in_the_same_millisecond_are_neither_lost_nor_repeated(
     millis = int(frozen_clock.now_value.timestamp() * 1000)
     assert second == f"/symbols?before={millis}-2"
     assert older(view.page(second)) == f"/symbols?before={millis}-4"
+
+
+def test_a_cursor_past_the_oldest_upload_shows_an_empty_page(view) -> None:
+    upload_fixtures(view)
+    soup = view.page("/symbols?before=1-0")
+    assert symbol_rows(soup) == []
+    assert "No older symbol files" in soup.select_one("#no-older").get_text()
+    assert soup.select_one("#no-older a")["href"] == "/symbols"
+    data = view.api("/api/symbols?before=1-0")
+    assert data["uploads"] == [] and data["links"]["older"] is None
 
 
 @pytest.mark.parametrize("cursor", ["zz", "123", "-1-1", "1-x", "1" * 16 + "-1"])
