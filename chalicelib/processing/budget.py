@@ -15,7 +15,10 @@ import threading
 from collections.abc import Iterator
 
 
-class BudgetExceeded(Exception):
+class BudgetExceeded(BaseException):
+    """Not an Exception: the broad handlers that keep a walk going past one broken
+    stream or symbol file must not swallow the budget."""
+
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
         self.kind = kind  # "TIME_BUDGET" or "MEMORY_BUDGET"

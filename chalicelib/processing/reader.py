@@ -152,8 +152,8 @@ class _Reader:
             return None if data is None else parse(data)
         except StreamError as exc:
             self.notes.add(f"{name}: {exc}")
-        except OSError:
-            raise
+        except (OSError, MemoryError):
+            raise  # the file, or the memory budget: not a broken stream
         except Exception:
             log.exception("reading the %s stream failed", name)
             self.notes.add(f"{name}: unreadable (internal error)")
@@ -221,8 +221,8 @@ class _Reader:
             self.notes.add(f"context of {what}: not a CPU context this reader knows")
         except NotImplementedError:
             self.notes.add("CPU contexts cannot be read yet")
-        except OSError:
-            raise
+        except (OSError, MemoryError):
+            raise  # the file, or the memory budget: not a broken stream
         except Exception:
             log.exception("parsing the context of %s failed", what)
             self.notes.add(f"context of {what}: unreadable (parser error)")

@@ -46,6 +46,8 @@ class IndexedSymbols:
             reader = self._open_index(module)
             if reader is not None:
                 index = SymbolIndex(reader)
+        except MemoryError:
+            raise  # the processing's memory budget, not a broken index
         except Exception as exc:  # a broken index must not stop the walk
             logger.warning("symbol index for %s unreadable: %s", module.code_file, exc)
             self.failed[module] = type(exc).__name__
@@ -72,6 +74,8 @@ class IndexedSymbols:
             return
         try:
             _fill(index, module, frame)
+        except MemoryError:
+            raise
         except Exception as exc:
             logger.warning("symbol lookup failed in %s: %s", module.code_file, exc)
 
@@ -87,6 +91,8 @@ class IndexedSymbols:
             return None
         try:
             return _walk(index, module, frame, memory, grand_callee_parameter_size)
+        except MemoryError:
+            raise
         except Exception as exc:
             logger.warning("CFI evaluation failed in %s: %s", module.code_file, exc)
             return None

@@ -12,6 +12,7 @@ from chalicelib.crash_store import CrashStore
 from chalicelib.processing import __main__ as backfill
 from chalicelib.processing import processor
 from chalicelib.processing.worker import ProcessingPool, unprocessed
+from chalicelib.symbol_store import SymbolStore
 from tests.testlib import forms
 
 FIXTURES = {
@@ -182,3 +183,25 @@ def test_backfill_processes_the_unprocessed_then_nothing(moto_backend, monkeypat
     assert "0 reports to process" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         backfill.main(["--since", "yesterday"])
+
+
+def test_the_time_budget_holds_inside_symbol_lookups(moto_backend, monkeypatch):
+    """The symbol provider keeps a walk going past a broken index: it must not keep it
+    going past the budget."""
+    from chalicelib.symfile.provider import IndexedSymbols
+
+    reports, crashes = moto_backend.store(), crash_store(moto_backend)
+    with forms.stored_submission(forms.fixture_dump("android-arm64-firefox-sigsegv.dmp")) as sent:
+        report_id = reports.put(sent)
+
+    def slow_index(module):
+        time.sleep(0.2)
+        raise OSError("index unreachable")
+
+    monkeypatch.setattr(processor, "symbols_from", lambda store: IndexedSymbols(slow_index))
+    started = time.monotonic()
+    symbols = SymbolStore(moto_backend.client, moto_backend.bucket, moto_backend.prefix)
+    entry = processor.process_report(reports, crashes, reports.find(report_id), symbols,
+                                     seconds=0.5)
+    assert entry.reason == "ERROR_TIME_BUDGET"
+    assert time.monotonic() - started < 3
