@@ -19,11 +19,12 @@ runs the --parts asked for:
   gives the .sym's debug id, and a crashing thread whose rbp chain holds --frames - 1
   return addresses into distinct functions, processed by `process_dump` with
   `symbols_from(store)` in a fresh child: time, range GETs and bytes, peak RSS, and
-  how many frames are named and walked by CFI (each name is checked). Uploads first
-  (v1) when the upload part did not.
+  how many frames are named and walked by CFI (each name is checked), once per
+  --blocks size. Uploads first (v1) when the upload part did not. bench/symbols_s3.py
+  holds these three parts.
 
     python -m bench.symbols [--parts local upload v2 crash] [--funcs 1000000]
-        [--frames 30] [--unsorted] [--json] [--versions]
+        [--frames 30] [--blocks BYTES ...] [--unsorted] [--json] [--versions]
 
 Targets: lookups under 1 s reading under 1 MB; build and processing memory under 128 MB.
 """
@@ -36,15 +37,11 @@ import os
 import platform
 import random
 import resource
-import secrets
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from array import array
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,9 +56,6 @@ DEBUG_ID = "0123456789ABCDEF0123456789ABCDEF0"
 # age 0 is DEBUG_ID.
 BUILD_ID = bytes.fromhex("67452301AB89EFCD0123456789ABCDEF")
 MODULE_BASE = 0x7F0000000000
-STACK_TOP = 0x7FFD00000000  # rbp of frame 0
-BUCKET = "bench-symbols"
-UPLOADER, KEY = "bench", "bench-key"
 PARTS = ("local", "upload", "v2", "crash")
 TARGET_SECONDS, TARGET_BYTES, TARGET_RSS_MB = 1.0, 1_000_000, 128.0
 
@@ -72,6 +66,11 @@ def address_of(i: int) -> int:
 
 def name_of(i: int) -> str:
     return f"synthetic::module_{i % 97}::Type<int, std::string>::method_{i}(int, char const*)"
+
+
+def crash_picks(funcs: int, frames: int, seed: int) -> list[int]:
+    """The function of each frame of the S3 crash, frame 0 first."""
+    return random.Random(seed + 2).sample(range(funcs), frames)
 
 
 def write_sym(path: Path, funcs: int, seed: int, unsorted: bool) -> int:
@@ -121,11 +120,13 @@ def status_mb(field: str, pid: int | str = "self") -> float:
 def child_main(argv: list[str]) -> None:
     """In a child: `_build SYM IDX`, `_import`, `_serve` or `_crash DUMP FUNCS FRAMES SEED`;
     prints its figures as JSON."""
-    if argv[0] == "_serve":
-        serve_main()
-        return
-    if argv[0] == "_crash":
-        print(json.dumps(crash_main(Path(argv[1]), *map(int, argv[2:5]))))
+    if argv[0] in ("_serve", "_crash"):
+        from bench import symbols_s3
+
+        if argv[0] == "_serve":
+            symbols_s3.serve_main()
+        else:
+            print(json.dumps(symbols_s3.crash_main(Path(argv[1]), *map(int, argv[2:6]))))
         return
     from chalicelib.symfile.index import build_index
 
@@ -188,219 +189,6 @@ def local_part(sym: Path, args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-# -- upload: the HTTP routes on a local server -----------------------------------------
-
-
-def serve_main() -> None:
-    """The local-run servers; on SIGTERM, the symbol store's S3 requests and peak RSS."""
-    import app as application
-    from chalicelib import config, localrun
-
-    servers = localrun.serve(application.app, config.load())
-    application.symbols()  # its client is made before the idle RSS is read
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    print("ready", flush=True)
-    done.wait()
-    for server in servers:
-        server.close()
-    print(json.dumps({"s3_requests": dict(application.symbols().requests),
-                      "peak_rss_mb": status_mb("VmHWM")}), flush=True)
-    os._exit(0)
-
-
-def server_env(endpoint: str, prefix: str = "") -> dict[str, str]:
-    from chalicelib.auth import hash_password
-    from chalicelib.seaweed import free_port
-
-    return {**os.environ, "AWS_ENDPOINT_URL_S3": endpoint, "AWS_ACCESS_KEY_ID": "local",
-            "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1",
-            "REPORTS_BUCKET": BUCKET, "REPORTS_PREFIX": prefix,
-            "SUBMIT_SERVER_PORT": str(free_port()), "REPORTS_SERVER_PORT": str(free_port()),
-            "SYMBOL_UPLOAD_KEYS": f"{UPLOADER}:{hash_password(KEY, iterations=1000)}"}
-
-
-def with_server(env: dict[str, str], upload) -> dict[str, Any]:
-    """Run `upload(base_url)` against a fresh server child; its figures and the server's."""
-    process = subprocess.Popen([sys.executable, "-m", "bench.symbols", "_serve"], env=env,
-                               stdout=subprocess.PIPE, text=True,
-                               cwd=Path(__file__).parents[1])
-    try:
-        assert process.stdout is not None and process.stdout.readline().strip() == "ready"
-        idle = status_mb("VmRSS", process.pid)
-        figures = upload(f"http://127.0.0.1:{env['SUBMIT_SERVER_PORT']}")
-    finally:
-        process.terminate()
-        out, _ = process.communicate(timeout=60)
-    served = json.loads(out.strip().splitlines()[-1])
-    return {**figures, "server_idle_rss_mb": idle, "server_peak_rss_mb": served["peak_rss_mb"],
-            "s3_requests": served["s3_requests"]}
-
-
-def v1_body(sym: Path, boundary: str) -> Iterator[bytes]:
-    """symupload v1's form, the file streamed from disk."""
-    fields = {"os": "Linux", "cpu": "x86_64", "debug_file": DEBUG_FILE,
-              "code_file": DEBUG_FILE, "debug_identifier": DEBUG_ID}
-    for name, value in fields.items():
-        yield (f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
-               f"{value}\r\n").encode()
-    yield (f'--{boundary}\r\nContent-Disposition: form-data; name="symbol_file"; '
-           f'filename="{DEBUG_FILE}.sym"\r\nContent-Type: application/octet-stream\r\n\r\n'
-           ).encode()
-    with open(sym, "rb") as file:
-        while chunk := file.read(1 << 20):
-            yield chunk
-    yield f"\r\n--{boundary}--\r\n".encode()
-
-
-def upload_v1(endpoint: str, sym: Path) -> dict[str, Any]:
-    import requests
-
-    def upload(url: str) -> dict[str, Any]:
-        boundary = "bench" + secrets.token_hex(8)
-        started = time.perf_counter()
-        answer = requests.post(
-            f"{url}/symbols/upload", params={"key": f"{UPLOADER}:{KEY}"},
-            data=v1_body(sym, boundary), timeout=1800,
-            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
-        seconds = time.perf_counter() - started
-        answer.raise_for_status()
-        return {"seconds": round(seconds, 1), "answer": answer.text.strip()}
-
-    return with_server(server_env(endpoint), upload)
-
-
-def upload_v2(endpoint: str, sym: Path) -> dict[str, Any]:
-    import requests
-
-    def upload(url: str) -> dict[str, Any]:
-        key = {"key": f"{UPLOADER}:{KEY}"}
-        started = time.perf_counter()
-        created = requests.post(f"{url}/symbols/v1/uploads:create", params=key, timeout=60)
-        created.raise_for_status()
-        with open(sym, "rb") as file:
-            requests.put(created.json()["uploadUrl"], data=file,
-                         timeout=1800).raise_for_status()
-        put = time.perf_counter()
-        body = (f'{{ symbol_id: {{ debug_file: "{DEBUG_FILE}", debug_id: "{DEBUG_ID}" }}, '
-                f'symbol_upload_type: "BREAKPAD" }}')
-        done = requests.post(
-            f"{url}/symbols/v1/uploads/{created.json()['uploadKey']}:complete",
-            params=key, data=body, timeout=1800)
-        done.raise_for_status()
-        end = time.perf_counter()
-        return {"seconds": round(end - started, 1), "put_seconds": round(put - started, 1),
-                "complete_seconds": round(end - put, 1), "answer": done.json()["result"]}
-
-    return with_server(server_env(endpoint, prefix="v2/"), upload)
-
-
-# -- crash: one dump whose frames land in the file -------------------------------------
-
-
-def crash_picks(funcs: int, frames: int, seed: int) -> list[int]:
-    """The function of each frame, frame 0 first."""
-    return random.Random(seed + 2).sample(range(funcs), frames)
-
-
-def write_dump(path: Path, funcs: int, picks: list[int]) -> None:
-    """An amd64 Linux minidump: one module (the .sym's), one thread crashed at
-    0x25 into picks[0], its rbp chain returning 0x25 into each later pick in turn."""
-    import struct
-
-    from tests.processing.dumpbuilder import DumpBuilder
-
-    dump = DumpBuilder()
-    dump.system_info(arch=9, platform=0x8201)
-    cv = b"BpEL"[::-1] + BUILD_ID  # the CodeView signature 0x4270454C, little-endian
-    module = dump.module(MODULE_BASE, address_of(funcs), f"/usr/lib/{DEBUG_FILE}", cv=cv)
-    dump.stream(4, struct.pack("<I", 1) + module)
-    rsp = STACK_TOP - 0x40
-    stack = bytearray(STACK_TOP - rsp)
-    for n, i in enumerate(picks[1:], start=1):  # [caller's rbp][return address] per frame
-        stack += struct.pack("<QQ", STACK_TOP + 16 * n, MODULE_BASE + address_of(i) + 0x25)
-    stack += bytes(16)  # a zero rbp and return address end the walk
-    registers = dict.fromkeys(("rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
-                               *(f"r{n}" for n in range(8, 16)), "rip"), 0)
-    registers.update(rsp=rsp, rbp=STACK_TOP, rip=MODULE_BASE + address_of(picks[0]) + 0x25)
-    context = bytearray(1232)
-    struct.pack_into("<I", context, 48, 0x0010000B)  # amd64: control, integer, segments
-    struct.pack_into("<17Q", context, 120, *registers.values())
-    context_rva = dump.add(bytes(context))
-    stack_rva = dump.add(bytes(stack))
-    dump.stream(3, struct.pack("<I", 1) + struct.pack(
-        "<IIIIQQIIII", 7, 0, 0, 0, 0, rsp, len(stack), stack_rva, len(context), context_rva))
-    dump.stream(5, struct.pack("<IQII", 1, rsp, len(stack), stack_rva))
-    dump.stream(6, struct.pack("<IIIIQQII15QII", 7, 0, 11, 0, 0, registers["rip"], 0, 0,
-                               *[0] * 15, len(context), context_rva))
-    path.write_bytes(dump.build())
-
-
-def crash_main(dump: Path, funcs: int, frames: int, seed: int) -> dict[str, Any]:
-    """In a fresh child: process the dump twice with symbols from the store (the first
-    as a new process would, the second with the S3 connection warm), each with a new
-    provider; checks every frame's function."""
-    from chalicelib import config
-    from chalicelib.processing.processor import process_dump, symbols_from
-    from chalicelib.symbol_store import S3RangeReader, SymbolStore
-
-    store = SymbolStore.from_config(config.load())
-    readers: list[S3RangeReader] = []
-    opened = store.index_reader
-
-    def index_reader(debug_file: str, debug_id: str) -> S3RangeReader:
-        readers.append(opened(debug_file, debug_id))
-        return readers[-1]
-
-    store.index_reader = index_reader  # type: ignore[method-assign]
-    expected = [name_of(i) for i in crash_picks(funcs, frames, seed)]
-    before = status_mb("VmRSS")
-    runs = []
-    for _ in range(2):
-        readers.clear()
-        store.requests.clear()
-        started = time.perf_counter()
-        with open(dump, "rb") as file:
-            crash = process_dump(file, symbols_from(store))
-        seconds = time.perf_counter() - started
-        thread = crash["crashing_thread"]["frames"]
-        ours = [f for f in thread if f["module"] == DEBUG_FILE]
-        assert [f["function"] for f in ours] == expected, crash.get("error")
-        runs.append({
-            "seconds": round(seconds, 3), "frames": len(thread),
-            "named": sum(f["function"] is not None for f in ours),
-            "cfi": sum(f["trust"] == "cfi" for f in thread),
-            "range_gets": sum(r.reads for r in readers),
-            "bytes_read": sum(r.bytes_read for r in readers),
-            "s3_requests": dict(store.requests),
-        })
-    return {"first": runs[0], "second": runs[1], "rss_before_mb": before,
-            "peak_rss_mb": status_mb("VmHWM")}
-
-
-def crash_part(endpoint: str, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
-    dump = tmp / "synthetic.dmp"
-    write_dump(dump, args.funcs, crash_picks(args.funcs, args.frames, args.seed))
-    return _child(["_crash", str(dump), str(args.funcs), str(args.frames), str(args.seed)],
-                  env=server_env(endpoint))
-
-
-def s3_parts(sym: Path, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
-    from chalicelib.seaweed import SeaweedServer
-
-    result: dict[str, Any] = {}
-    if not set(args.parts) & {"upload", "v2", "crash"}:
-        return result
-    with SeaweedServer(tmp / "weed", BUCKET) as s3:
-        if "upload" in args.parts or "crash" in args.parts:
-            result["upload"] = upload_v1(s3.endpoint, sym)
-        if "v2" in args.parts:
-            result["v2"] = upload_v2(s3.endpoint, sym)
-        if "crash" in args.parts:
-            result["crash"] = crash_part(s3.endpoint, tmp, args)
-    return result
-
-
 # -- the report ------------------------------------------------------------------------
 
 
@@ -427,15 +215,17 @@ def show(result: dict[str, Any], args: argparse.Namespace) -> None:
             print(f"{name}: {up['seconds']} s{split}, answer {up['answer']!r}; server RSS "
                   f"{up['server_idle_rss_mb']} MB idle, {up['server_peak_rss_mb']} MB peak; "
                   f"S3 {up['s3_requests']}")
-    if "crash" in result:
-        crash = result["crash"]
+            print(f"  server memory under {TARGET_RSS_MB:.0f} MB: "
+                  f"{verdict(up['server_peak_rss_mb'] < TARGET_RSS_MB)}")
+    for crash in result.get("crash", []):
+        print(f"crash, S3RangeReader blocks of {crash['block']} bytes: peak RSS "
+              f"{crash['peak_rss_mb']} MB ({crash['rss_before_mb']} MB before processing)")
         for run in ("first", "second"):
             c = crash[run]
-            print(f"crash ({run} in its process): {c['seconds'] * 1000:.0f} ms, {c['frames']} "
+            print(f"  {run} in its process: {c['seconds'] * 1000:.0f} ms, {c['frames']} "
                   f"frames, {c['named']} named, {c['cfi']} by CFI; {c['range_gets']} range "
                   f"GETs, {c['bytes_read']} bytes; S3 {c['s3_requests']}")
         first = crash["first"]
-        print(f"crash peak RSS {crash['peak_rss_mb']} MB ({crash['rss_before_mb']} MB before)")
         print(f"  time under {TARGET_SECONDS:.0f} s: {verdict(first['seconds'] < TARGET_SECONDS)};"
               f" read under 1 MB: {verdict(first['bytes_read'] < TARGET_BYTES)}; memory under "
               f"{TARGET_RSS_MB:.0f} MB: {verdict(crash['peak_rss_mb'] < TARGET_RSS_MB)}")
@@ -450,6 +240,8 @@ def main() -> None:
     parser.add_argument("--funcs", type=int, default=1_000_000)
     parser.add_argument("--frames", type=int, default=30)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--blocks", type=int, nargs="+", metavar="BYTES",
+                        help="crash: run once per S3RangeReader block size (default: its own)")
     parser.add_argument("--unsorted", action="store_true",
                         help="write FUNC and CFI records out of address order")
     parser.add_argument("--json", action="store_true")
@@ -467,7 +259,10 @@ def main() -> None:
         }
         if "local" in args.parts:
             result["local"] = local_part(sym, args)
-        result.update(s3_parts(sym, Path(tmp), args))
+        if set(args.parts) & {"upload", "v2", "crash"}:
+            from bench.symbols_s3 import s3_parts
+
+            result.update(s3_parts(sym, Path(tmp), args))
     if args.json:
         print(json.dumps(result, indent=2))
     else:
