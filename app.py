@@ -9,8 +9,7 @@ from chalice import Chalice, Rate
 from chalicelib import (
     auth, bundle, config, crash_store, pages, pruning, report, store, submission, viewer, web,
 )
-from chalicelib.processing import processor
-from chalicelib.symbol_store import SymbolStore, sym_name
+from chalicelib.symbol_store import SymbolStore, sym_name, valid_module_id
 from chalicelib.symbol_upload import accept_upload, complete_v2
 
 log = logging.getLogger("app")
@@ -78,8 +77,15 @@ def submit():
 def process_crash(event):
     """A report committed: process its dump (the local run's worker pool does the same)."""
     stored = reports().parse_report_key({"Key": event.key, "Size": 0})
-    if stored is None:
-        return
+    if stored is not None:
+        process_report(stored)
+
+
+def process_report(stored: store.ReportSummary) -> None:
+    # Imported here: the stack walker and siggen would lengthen every cold start of the
+    # API function, /submit's included.
+    from chalicelib.processing import processor
+
     cfg = settings()
     processor.process_report(
         reports(), crashes(), stored, symbols(),
@@ -134,7 +140,7 @@ def symbols_check_status(debug_file, check):
     """sym-upload-v2: `<debug_id>:checkStatus`, FOUND or MISSING."""
     uploader()
     debug_id, _, verb = check.partition(":")
-    if verb != "checkStatus":
+    if verb != "checkStatus" or not valid_module_id(debug_file, debug_id):
         raise store.ReportNotFound(check)
     found = symbols().stored_sha256(debug_file, debug_id) is not None
     return web.json_text({"status": "FOUND" if found else "MISSING"})
@@ -170,18 +176,28 @@ def symbols_complete_upload(action):
     prefix=settings().prefix + "symbols/", suffix=".sym",
 )
 def reprocess_for_symbols(event):
-    """A symbol file stored: process again the reports that were processed without it."""
+    """A symbol file stored: process again the reports that were processed without it.
+
+    Each report's note goes only once it is processed with the symbols, so what one run
+    leaves (out of time, a storage error) stays noted for the next (docs/symbols.md).
+    """
     found = symbols().module_of_key(event.key)
     if found is None:
         return
-    cfg = settings()
-    for report_id in symbols().take_missing(*found):
-        stored = reports().find(report_id)
-        if stored is not None:
-            processor.process_report(
-                reports(), crashes(), stored, symbols(),
-                seconds=cfg.processing_seconds, megabytes=cfg.processing_memory_mb,
-            )
+    context = getattr(event, "context", None)
+    margin_ms = (settings().processing_seconds + 30) * 1000
+    for report_id in symbols().missing_reports(*found):
+        if context is not None and context.get_remaining_time_in_millis() < margin_ms:
+            log.warning("out of time: reports still noted for %s/%s", *found)
+            return
+        try:
+            stored = reports().find(report_id)
+            if stored is None:  # pruned since
+                symbols().clear_missing(report_id, [found])
+                continue
+            process_report(stored)
+        except (store.StoreError, store.ReportNotFound) as error:
+            log.warning("reprocessing %s failed, it stays noted: %s", report_id, error)
 
 
 # -- the viewer: private, every route logs in first ----------------------------------
@@ -325,7 +341,7 @@ def api_symbols():
 def symbol_file(debug_file, debug_id, name):
     """The .sym file, where `minidump-stackwalk --symbols-url <viewer>/symbols` looks."""
     login()
-    if name != sym_name(debug_file):
+    if not valid_module_id(debug_file, debug_id) or name != sym_name(debug_file):
         raise store.ReportNotFound(name)
     body, size = symbols().open_sym(debug_file, debug_id)
     with body:
@@ -343,4 +359,5 @@ def prune(event):
     result = pruning.prune_to_limit(
         store.ReportStore.from_config(cfg), cfg.max_reports_bytes, cfg.orphan_grace_seconds
     )
-    return {"unprocessed_ids": result.unprocessed_ids[-1000:]}
+    return {"unprocessed_ids": result.unprocessed_ids[-1000:],
+            "reprocess_ids": result.reprocess_ids[-1000:]}

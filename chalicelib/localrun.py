@@ -76,6 +76,7 @@ def run_schedule(
                 False,
             )
             pool.add_all(i for i in result.get("unprocessed_ids", ()) if i < settled)
+            pool.add_all(result.get("reprocess_ids", ()), again=True)
 
 
 def main() -> None:
@@ -117,7 +118,7 @@ def main() -> None:
         application.report_stored.append(pool.add)
         application.symbols_stored.append(
             lambda debug_file, debug_id: pool.add_all(
-                application.symbols().take_missing(debug_file, debug_id))
+                application.symbols().missing_reports(debug_file, debug_id), again=True)
         )
     prune = getattr(application, "prune", None)
     if prune is not None:

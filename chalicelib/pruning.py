@@ -83,6 +83,7 @@ class PruneResult:
     summary: dict[str, Any] | None = None
     signature_summary: dict[str, Any] | None = None
     unprocessed_ids: list[str] = dataclasses.field(default_factory=list)
+    reprocess_ids: list[str] = dataclasses.field(default_factory=list)
 
     LOGGED: ClassVar[tuple[str, ...]] = (
         "objects_scanned", "bytes_before", "bytes_after", "limit_bytes", "reports_deleted",
@@ -169,7 +170,14 @@ def prune_to_limit(
         output.crashes, now,
     )
     result.signature_summary["missing_symbols"] = crash_summary.missing_symbols(
-        output.missing_symbols, output.with_symbols
+        collections.Counter({module: len(ids) for module, ids in output.notes.items()}),
+        output.with_symbols,
+    )
+    # Notes of modules that have symbols now: a reprocessing that did not finish.
+    kept_ids = {item.id for item in kept}
+    result.reprocess_ids = sorted(
+        report_id for module in output.notes.keys() & output.with_symbols
+        for report_id in output.notes[module] if report_id in kept_ids
     )
 
     if not dry_run:
@@ -203,8 +211,7 @@ class _Output:
     crashes: dict[str, CrashEntry] = dataclasses.field(default_factory=dict)
     keys: dict[str, list[tuple[str, float]]] = dataclasses.field(default_factory=dict)
     orphan_keys: list[str] = dataclasses.field(default_factory=list)
-    missing_symbols: collections.Counter[tuple[str, str]] = dataclasses.field(
-        default_factory=collections.Counter)
+    notes: dict[tuple[str, str], list[str]] = dataclasses.field(default_factory=dict)
     with_symbols: set[tuple[str, str]] = dataclasses.field(default_factory=set)
     staged: list[tuple[str, float]] = dataclasses.field(default_factory=list)
 
@@ -268,7 +275,8 @@ def _scan(
                 result.other_keys += 1
                 continue
             output.add(missing.report_id, stored.key, stored.last_modified.timestamp())
-            output.missing_symbols[(missing.debug_file, missing.debug_id)] += 1
+            output.notes.setdefault((missing.debug_file, missing.debug_id), []).append(
+                missing.report_id)
         elif stored.key.startswith(symbols_at):
             if stored.key.endswith(".sym") and stored.key.startswith(symbols_at[0]):
                 found = symbol_store.module_of(stored.key[len(symbols_at[0]):])

@@ -191,13 +191,19 @@ class SymbolStore(Bucket):
         """Delete one module's symbol file, index and upload-log lines; how many keys."""
         return self.delete_keys(self.module_keys(debug_file, debug_id))
 
-    def take_missing(self, debug_file: str, debug_id: str) -> list[str]:
-        """The reports processed without this module's symbols, newest first; their
-        markers are deleted, so each report is handed out once."""
-        entries = list(self.iter_missing(debug_file, debug_id))
-        if entries:
-            self.delete_keys([entry.key for entry in entries])
-        return [entry.report_id for entry in entries]
+    def missing_reports(self, debug_file: str, debug_id: str) -> list[str]:
+        """Reports processed without this module's symbols, newest first. Their notes
+        stay until each is processed again with the symbols (clear_missing)."""
+        return [entry.report_id for entry in self.iter_missing(debug_file, debug_id)]
+
+    def clear_missing(self, report_id: str, modules: list[tuple[str, str]]) -> None:
+        """Drop a report's notes for modules it was just processed with symbols for."""
+        keys = [
+            f"{self.prefix}{MISSING}{file_part(debug_file)}/{debug_id}/{inverted(report_id)}"
+            for debug_file, debug_id in modules if valid_module_id(debug_file, debug_id)
+        ]
+        if keys:
+            self.delete_keys(keys)
 
     # -- reading -------------------------------------------------------------------
 

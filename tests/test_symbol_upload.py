@@ -179,8 +179,11 @@ def test_processing_names_frames_from_the_store_and_notes_missing_modules(backen
 
     with open(TEST_APP, "rb") as sym:
         accept_sym(symbol_store(backend), sym, "ci")
-    assert symbols.take_missing(*TEST_APP_ID) == [report_id]
-    assert list(symbols.iter_missing(*TEST_APP_ID)) == []
+    assert symbols.missing_reports(*TEST_APP_ID) == [report_id]
+    from chalicelib import pruning
+
+    result = pruning.prune_to_limit(reports, 1 << 30, 3600)  # a late reprocess left undone
+    assert result.reprocess_ids == [report_id]
     entry = processor.process_report(reports, crashes, stored, symbols)
     after = crashes.get_crash(report_id)
     frames = after["crashing_thread"]["frames"]
@@ -191,8 +194,9 @@ def test_processing_names_frames_from_the_store_and_notes_missing_modules(backen
     assert frames[3]["module"] == "kernel32.dll" and frames[3]["missing_symbols"] is True
     assert entry.signature == after["signature"] != before["signature"]
     assert "CrashFunction" in after["signature"]  # siggen, now that frames have names
-    # Only kernel32 (no symbols) is noted now; test_app has its symbols.
+    # The note went once the report was processed with the symbols; kernel32 stays noted.
     assert list(symbols.iter_missing(*TEST_APP_ID)) == []
+    assert pruning.prune_to_limit(reports, 1 << 30, 3600).reprocess_ids == []
 
 
 def test_the_range_reader_reads_small_blocks_and_caches(moto_backend) -> None:

@@ -173,7 +173,7 @@ def test_real_crash_shows_the_whole_call_chain_by_name(
     pool = ProcessingPool(1).start(seaweed_backend.store(), crashes)
     application.report_stored.append(pool.add)
     application.symbols_stored.append(
-        lambda f, i: pool.add_all(application.symbols().take_missing(f, i)))
+        lambda f, i: pool.add_all(application.symbols().missing_reports(f, i), again=True))
     upload = [str(sym.path), f"{base(servers)}/symbols/upload?key={KEY}"]
     try:
         if symbols_first:

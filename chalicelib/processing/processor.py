@@ -95,7 +95,8 @@ def process_report(
             }
     entry = crashes.put_crash(stored, crash)
     if symbols is not None:
-        symbols.mark_missing(stored.id, iter(modules_missing_symbols(crash)))
+        symbols.mark_missing(stored.id, iter(crashing_modules(crash, missing=True)))
+        symbols.clear_missing(stored.id, crashing_modules(crash, missing=False))
     return entry
 
 
@@ -111,15 +112,17 @@ def symbols_from(store: SymbolStore) -> IndexedSymbols:
     return IndexedSymbols(open_index)
 
 
-def modules_missing_symbols(crash: dict[str, Any]) -> list[tuple[str, str]]:
-    """(debug_file, debug_id) of the crashing thread's modules that had no symbols."""
+def crashing_modules(crash: dict[str, Any], missing: bool) -> list[tuple[str, str]]:
+    """(debug_file, debug_id) of the crashing thread's modules that had no symbols
+    (missing), or that had them (not missing)."""
     thread = crash.get("crashing_thread") or next(iter(crash.get("threads") or []), None)
     if not thread:
         return []
     in_frames = {frame.get("module") for frame in thread.get("frames") or []}
     found = []
     for module in crash.get("modules") or []:
-        if module.get("filename") in in_frames and module.get("missing_symbols") \
+        flag = module.get("missing_symbols") if missing else module.get("loaded_symbols")
+        if module.get("filename") in in_frames and flag \
                 and module.get("debug_file") and module.get("debug_id"):
             found.append((module["debug_file"], module["debug_id"]))
     return found[:MISSING_MODULES_NOTED]

@@ -10,6 +10,7 @@ At most two jobs per worker are in flight; the rest wait in the feed queue.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import logging
 import multiprocessing
@@ -25,7 +26,6 @@ from chalicelib.store import ReportStore, ReportSummary, inverted
 from chalicelib.symbol_store import SymbolStore
 
 log = logging.getLogger("processing")
-ATTEMPTS = 2  # a report whose processing kills its worker twice is marked, not retried
 
 _stores: tuple[ReportStore, CrashStore, SymbolStore] | None = None
 
@@ -56,10 +56,13 @@ def _init_worker() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
 
-def _process(report_id: str) -> str:
-    """In a worker: process one report; returns a line for the log."""
+def _process(report_id: str, again: bool) -> str:
+    """In a worker: process one report; returns a line for the log. Unless `again`
+    (symbols arrived), a report processed since it was queued is left as it is."""
     assert _stores is not None
     reports, crashes, symbols = _stores
+    if not again and next(crashes.iter_report_crashes(report_id), None) is not None:
+        return f"{report_id}: already processed"
     stored = reports.find(report_id)
     if stored is None:
         return f"{report_id}: gone (pruned)"
@@ -72,12 +75,22 @@ def _process(report_id: str) -> str:
 
 
 class ProcessingPool:
+    """Feeds report ids to worker processes, at most two jobs per worker in flight.
+
+    A worker that dies breaks the whole pool, failing every job in flight: those jobs
+    become suspects and run again one at a time, alone in a fresh pool, so only the
+    dump that really kills a worker (twice) is marked ERROR_WORKER_DIED.
+    """
+
     def __init__(self, workers: int) -> None:
         self.workers = max(1, workers)
-        self.feed: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self.capacity = 2 * self.workers
+        self.feed: queue.SimpleQueue[tuple[str, bool]] = queue.SimpleQueue()
         self.processed = 0
-        self._attempts: dict[str, int] = {}
-        self._slots = threading.BoundedSemaphore(2 * self.workers)
+        self._pending: set[str] = set()  # queued or in flight: queued once
+        self._pending_lock = threading.Lock()
+        self._suspects: collections.deque[tuple[str, bool]] = collections.deque()
+        self._slots = threading.Semaphore(self.capacity)
         self._executor = self._start()
         self._restart_lock = threading.Lock()
         self._stop = threading.Event()
@@ -99,60 +112,90 @@ class ProcessingPool:
         ).start()
         return self
 
-    def add(self, report_id: str) -> None:
-        """Queue a report for processing; never blocks (the submit route calls this)."""
-        self.feed.put_nowait(report_id)
+    def add(self, report_id: str, again: bool = False) -> None:
+        """Queue a report; never blocks (the submit route calls this). `again`: process
+        it even if it was processed (its missing symbols arrived)."""
+        with self._pending_lock:
+            if report_id in self._pending:
+                return
+            self._pending.add(report_id)
+        self.feed.put_nowait((report_id, again))
 
-    def add_all(self, report_ids: Iterable[str]) -> None:
+    def add_all(self, report_ids: Iterable[str], again: bool = False) -> None:
         for report_id in report_ids:
-            self.add(report_id)
+            self.add(report_id, again)
 
     def stop(self) -> None:
         self._stop.set()
-        self.feed.put_nowait("")
+        self.feed.put_nowait(("", False))
         self._thread.join(timeout=10)
         self._executor.shutdown(wait=False, cancel_futures=True)
 
+    def _next(self) -> tuple[str, bool, int] | None:
+        """The next job and the slots it takes: all of them for a suspect."""
+        if self._suspects:
+            report_id, again = self._suspects.popleft()
+            return report_id, again, self.capacity
+        try:
+            report_id, again = self.feed.get(timeout=0.5)
+        except queue.Empty:
+            return None
+        return (report_id, again, 1) if report_id else None
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            report_id = self.feed.get()
-            if not report_id:
-                continue
-            self._slots.acquire()
-            if self._stop.is_set():
-                return
-            executor = self._executor
             try:
-                future = executor.submit(_process, report_id)
-            except (BrokenProcessPool, RuntimeError):
-                self._slots.release()
-                self._restart(executor)
-                self.feed.put_nowait(report_id)
-                continue
-            future.add_done_callback(
-                lambda done, rid=report_id, used=executor: self._done(rid, done, used)
-            )
+                self._feed_one()
+            except Exception:  # the feed must outlive any one job's trouble
+                log.exception("processing feed")
+
+    def _feed_one(self) -> None:
+        job = self._next()
+        if job is None:
+            return
+        report_id, again, slots = job
+        for _ in range(slots):
+            self._slots.acquire()
+        if self._stop.is_set():
+            return
+        executor = self._executor
+        try:
+            future = executor.submit(_process, report_id, again)
+        except (BrokenProcessPool, RuntimeError):
+            self._release(slots)
+            self._restart(executor)
+            self._suspects.append((report_id, again))
+            return
+        future.add_done_callback(
+            lambda done, job=job, used=executor: self._done(job, done, used)
+        )
+
+    def _release(self, slots: int) -> None:
+        for _ in range(slots):
+            self._slots.release()
 
     def _done(
-        self, report_id: str, future: concurrent.futures.Future[str],
+        self, job: tuple[str, bool, int], future: concurrent.futures.Future[str],
         executor: concurrent.futures.ProcessPoolExecutor,
     ) -> None:
-        self._slots.release()
+        report_id, again, slots = job
         try:
             log.info("processed %s", future.result())
             self.processed += 1
-            self._attempts.pop(report_id, None)
         except BrokenProcessPool:
-            attempts = self._attempts.get(report_id, 0) + 1
-            self._attempts[report_id] = attempts
             if not self._stop.is_set():
                 self._restart(executor)
-                if attempts < ATTEMPTS:
-                    self.feed.put_nowait(report_id)
-                else:
+                if slots == self.capacity:  # it ran alone: this dump kills workers
                     self._mark_failed(report_id, "the processing worker died on this dump")
+                else:
+                    self._suspects.append((report_id, again))
+                    self._release(slots)
+                    return  # still pending: it runs again, alone
         except Exception:
             log.exception("processing %s failed; it stays unprocessed", report_id)
+        with self._pending_lock:
+            self._pending.discard(report_id)
+        self._release(slots)
 
     def _restart(self, broken: concurrent.futures.ProcessPoolExecutor) -> None:
         """Replace the pool once, however many of its jobs report it broken."""

@@ -205,3 +205,47 @@ def test_the_time_budget_holds_inside_symbol_lookups(moto_backend, monkeypatch):
                                      seconds=0.5)
     assert entry.reason == "ERROR_TIME_BUDGET"
     assert time.monotonic() - started < 3
+
+
+def worker_pids() -> list[int]:
+    import os
+    from pathlib import Path
+
+    me, found = os.getpid(), []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == me and b"spawn_main" in cmdline:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.seaweedfs
+def test_a_killed_worker_blames_no_innocent_report(seaweed_backend, monkeypatch):
+    import os
+    import signal
+
+    for name, value in seaweed_backend.env().items():
+        monkeypatch.setenv(name, value)
+    reports, crashes = seaweed_backend.store(), crash_store(seaweed_backend)
+    ids = []
+    for _ in range(4):
+        with forms.stored_submission(forms.fake_dump(2000 + len(ids), len(ids))) as sent:
+            ids.append(reports.put(sent))
+    pool = ProcessingPool(1).start(reports, crashes)
+    try:
+        wait_for_crashes(crashes, ids[:1] + ids[1:])  # the backlog scan finds them all
+        for pid in worker_pids():
+            os.kill(pid, signal.SIGKILL)
+        with forms.stored_submission(forms.fixture_dump("linux-x86_64-breakpad-sigsegv.dmp")) \
+                as sent:
+            late = reports.put(sent)
+        pool.add(late)
+        pool.add(late)  # queued once
+        crash = wait_for_crashes(crashes, [late])[late]
+    finally:
+        pool.stop()
+    assert crash["status"] == "OK" and crash["crash_info"]["type"] == "SIGSEGV"
