@@ -10,7 +10,7 @@ from chalicelib import (
     auth, bundle, config, crash_store, pages, pruning, report, store, submission, viewer, web,
 )
 from chalicelib.symbol_store import SymbolStore, sym_name, valid_module_id
-from chalicelib.symbol_upload import accept_upload, complete_v2
+from chalicelib.symbol_upload import accept_upload, complete_v2, upload_slot
 
 log = logging.getLogger("app")
 
@@ -125,8 +125,9 @@ def tell_symbols_stored(accepted: list) -> None:
 def upload_symbols():
     """symupload v1's form, or a zip of <debug_file>/<debug_id>/<name>.sym files."""
     name, request = uploader(), app.current_request
-    accepted = accept_upload(symbols(), web.body(request), web.headers(request), name,
-                             settings().max_symbol_bytes)
+    with upload_slot():
+        accepted = accept_upload(symbols(), web.body(request), web.headers(request), name,
+                                 settings().max_symbol_bytes)
     tell_symbols_stored(accepted)
     return web.text("".join(
         f"{'stored' if a.stored else 'unchanged'} {a.debug_file}/{a.debug_id}\n"
@@ -165,8 +166,9 @@ def symbols_complete_upload(action):
     upload_key, _, verb = action.partition(":")
     if verb != "complete":
         raise store.ReportNotFound(action)
-    accepted = complete_v2(symbols(), upload_key, web.body(request).read(65536), name,
-                           settings().max_symbol_bytes)
+    with upload_slot():
+        accepted = complete_v2(symbols(), upload_key, web.body(request).read(65536), name,
+                               settings().max_symbol_bytes)
     tell_symbols_stored([accepted])
     return web.json_text({"result": "OK" if accepted.stored else "DUPLICATE_DATA"})
 

@@ -187,7 +187,7 @@ class CrashStore(Bucket):
             listed_to = inverted(entry.report_id)
             if entry.report_id in wanted_set:
                 found.setdefault(entry.report_id, entry)
-            if listed_to >= oldest or len(found) == len(wanted) or examined >= budget:
+            if listed_to >= oldest or len(found) == len(wanted) or examined + 1 >= budget:
                 break
         else:
             listed_to = "~"  # the listing ended: no other report has a crash

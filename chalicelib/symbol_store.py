@@ -124,13 +124,8 @@ class SymbolStore(Bucket):
         if self.stored_sha256(debug_file, debug_id) == sha256:
             return False
         for suffix, body in ((".symindex", index), (".sym", sym)):
-            body.seek(0)
-            self.retrying(
-                self.deadline(), self.s3.upload_fileobj, body, self.bucket,
-                self._module_key(debug_file, debug_id, suffix),
-                ExtraArgs={"ContentType": "text/plain" if suffix == ".sym" else
-                           "application/octet-stream", "Metadata": {"sha256": sha256}},
-            )
+            key = self._module_key(debug_file, debug_id, suffix)
+            self.retrying(self.deadline(), self._put_file, key, body, sha256)
         now = datetime.datetime.now(datetime.timezone.utc)
         stamp = f"{_MAX - int(now.timestamp() * 1000):016x}"
         log_name = "~".join((
@@ -140,6 +135,16 @@ class SymbolStore(Bucket):
         ))
         self.put_bytes(SYMBOL_LOG + log_name, b"", "application/octet-stream")
         return True
+
+    def _put_file(self, key: str, body: IO[bytes], sha256: str) -> None:
+        """One PUT of a whole file, from its start: a retry must not resume mid-file."""
+        body.seek(0, 2)
+        size = body.tell()
+        body.seek(0)
+        self.s3.put_object(
+            Bucket=self.bucket, Key=key, Body=_Unclosable(body), ContentLength=size,
+            ContentType="application/octet-stream", Metadata={"sha256": sha256},
+        )
 
     def upload_url(self, seconds: int = 900) -> tuple[str, str]:
         """(upload key, presigned PUT URL) for a sym-upload-v2 client's file."""
@@ -330,6 +335,25 @@ class S3RangeReader:
         self.reads += 1
         self.bytes_read += len(body)
         return body
+
+
+class _Unclosable:
+    """A file botocore may read but not close, so a retried PUT can read it again."""
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self._file = file
+
+    def read(self, size: int = -1) -> bytes:
+        return self._file.read(size)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def close(self) -> None:
+        pass
 
 
 def sha256_of(stream: IO[bytes]) -> tuple[str, int]:

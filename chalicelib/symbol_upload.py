@@ -11,11 +11,14 @@ protocols.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 import shutil
 import tempfile
+import threading
 import zipfile
+import zlib
 from collections.abc import Iterator, Mapping
 from typing import IO, BinaryIO
 
@@ -33,6 +36,10 @@ from chalicelib.symfile import records
 
 COPY_CHUNK = 1 << 20
 MAX_ZIP_FILES = 10_000
+# Uploads checked and indexed at once by one server process. They share the public
+# port's threads with /submit: a burst of large uploads must not take them all.
+UPLOADS_AT_ONCE = 2
+_upload_slots = threading.BoundedSemaphore(UPLOADS_AT_ONCE)
 
 
 class SymbolRejected(Exception):
@@ -41,6 +48,23 @@ class SymbolRejected(Exception):
 
 class SymbolTooLarge(Exception):
     """The symbol file is over MAX_SYMBOL_MB (413)."""
+
+
+class UploadsBusy(Exception):
+    """UPLOADS_AT_ONCE uploads are being indexed already (503: try again)."""
+
+
+@contextlib.contextmanager
+def upload_slot() -> Iterator[None]:
+    """Hold one of the process's upload slots for the body, or raise UploadsBusy."""
+    if not _upload_slots.acquire(blocking=False):
+        raise UploadsBusy(
+            f"{UPLOADS_AT_ONCE} symbol uploads are being indexed: try again shortly"
+        )
+    try:
+        yield
+    finally:
+        _upload_slots.release()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,20 +94,34 @@ def spool(stream: BinaryIO, limit: int) -> IO[bytes]:
     return copy
 
 
-def accept_sym(
-    store: SymbolStore, sym: IO[bytes], uploader: str,
-    declared: Mapping[str, str] | None = None,
-) -> Accepted:
-    """Validate, index and store one `.sym` file (a seekable file). `declared` holds what
-    the client said about it (os, cpu, debug_file, debug_id); each given must agree."""
+@dataclasses.dataclass
+class Prepared:
+    """A checked .sym file with its index built, ready to store (close() when done)."""
+
+    module: records.ModuleLine
+    sym: IO[bytes]
+    size: int
+    sha256: str
+    index: IO[bytes]
+
+    def close(self) -> None:
+        self.index.close()
+
+
+def prepare_sym(sym: IO[bytes], declared: Mapping[str, str] | None = None,
+                name: str = "") -> Prepared:
+    """Validate and index one `.sym` file (seekable). `declared` holds what the client
+    said about it (os, cpu, debug_file, debug_id); each given must agree. `name` prefixes
+    the reasons (a zip member's path). Raises SymbolRejected."""
+    where = f"{name}: " if name else ""
     sym.seek(0)
     try:
         module = records.validate(sym)
     except records.SymFileError as error:
-        raise SymbolRejected(f"malformed symbol file: {error}") from None
+        raise SymbolRejected(f"{where}malformed symbol file: {error}") from None
     if not valid_module_id(module.debug_file, module.debug_id):
         raise SymbolRejected(
-            f"MODULE line has an unusable debug file or id: "
+            f"{where}MODULE line has an unusable debug file or id: "
             f"{module.debug_file!r} {module.debug_id!r}"
         )
     for field, actual in (("os", module.os), ("cpu", module.cpu),
@@ -91,20 +129,42 @@ def accept_sym(
         given = (declared or {}).get(field)
         if given and given != actual:
             raise SymbolRejected(
-                f"{field} {given!r} disagrees with the file's MODULE line ({actual!r})"
+                f"{where}{field} {given!r} disagrees with the file's MODULE line ({actual!r})"
             )
     sha256, size = sha256_of(sym)
-    with tempfile.TemporaryFile() as index:
-        sym.seek(0)
-        try:
-            symindex.build_index(sym, index, strict=True)
-        except (records.SymFileError, symindex.IndexBuildError) as error:
-            raise SymbolRejected(f"symbol file cannot be indexed: {error}") from None
-        stored = store.put_symbols(
-            module.debug_file, module.debug_id, module.os, module.cpu, uploader,
-            sym, size, sha256, index,
-        )
-    return Accepted(module.debug_file, module.debug_id, module.os, module.cpu, size, stored)
+    index = tempfile.TemporaryFile()
+    sym.seek(0)
+    try:
+        symindex.build_index(sym, index, strict=True)
+    except (records.SymFileError, symindex.IndexBuildError) as error:
+        index.close()
+        raise SymbolRejected(f"{where}symbol file cannot be indexed: {error}") from None
+    except BaseException:
+        index.close()
+        raise
+    return Prepared(module, sym, size, sha256, index)
+
+
+def store_prepared(store: SymbolStore, prepared: Prepared, uploader: str) -> Accepted:
+    module = prepared.module
+    stored = store.put_symbols(
+        module.debug_file, module.debug_id, module.os, module.cpu, uploader,
+        prepared.sym, prepared.size, prepared.sha256, prepared.index,
+    )
+    return Accepted(module.debug_file, module.debug_id, module.os, module.cpu,
+                    prepared.size, stored)
+
+
+def accept_sym(
+    store: SymbolStore, sym: IO[bytes], uploader: str,
+    declared: Mapping[str, str] | None = None,
+) -> Accepted:
+    """Validate, index and store one `.sym` file (a seekable file)."""
+    prepared = prepare_sym(sym, declared)
+    try:
+        return store_prepared(store, prepared, uploader)
+    finally:
+        prepared.close()
 
 
 def declared_v1(fields: Mapping[str, str]) -> dict[str, str]:
@@ -132,26 +192,25 @@ def accept_zip(store: SymbolStore, archive: IO[bytes], uploader: str,
             raise SymbolTooLarge(f"more than {MAX_ZIP_FILES} files in one zip")
         for info in entries:
             _check_member(info, limit)
-        checked = []
+        files: list[IO[bytes]] = []
+        prepared: list[Prepared] = []
         try:
+            # Every member is checked and indexed before any is stored.
             for info, sym in _extract(members, entries, limit):
-                checked.append(sym)
-                sym.seek(0)
-                try:
-                    module = records.validate(sym)
-                except records.SymFileError as error:
-                    raise SymbolRejected(f"{info.filename}: malformed: {error}") from None
+                files.append(sym)
                 debug_file, debug_id, _ = info.filename.split("/")
+                prepared.append(prepare_sym(sym, name=info.filename))
+                module = prepared[-1].module
                 if (module.debug_file, module.debug_id) != (debug_file, debug_id):
                     raise SymbolRejected(
                         f"{info.filename}: its MODULE line names "
                         f"{module.debug_file}/{module.debug_id}"
                     )
-            return [
-                accept_sym(store, sym, uploader) for sym in checked
-            ]
+            return [store_prepared(store, item, uploader) for item in prepared]
         finally:
-            for sym in checked:
+            for item in prepared:
+                item.close()
+            for sym in files:
                 sym.close()
 
 
@@ -171,15 +230,19 @@ def _extract(
     members: zipfile.ZipFile, entries: list[zipfile.ZipInfo], limit: int
 ) -> Iterator[tuple[zipfile.ZipInfo, IO[bytes]]]:
     for info in entries:
-        with members.open(info) as member:
-            copy = tempfile.TemporaryFile()
-            try:
+        copy = tempfile.TemporaryFile()
+        try:
+            with members.open(info) as member:
                 # The declared size may lie: the copy is bounded by what it really holds.
                 shutil.copyfileobj(_Bounded(member, limit, info.filename), copy, COPY_CHUNK)
-            except BaseException:
-                copy.close()
-                raise
-            yield info, copy
+        except (zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedError,
+                EOFError) as error:
+            copy.close()
+            raise SymbolRejected(f"{info.filename}: unreadable zip member ({error})") from None
+        except BaseException:
+            copy.close()
+            raise
+        yield info, copy
 
 
 class _Bounded:

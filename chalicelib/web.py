@@ -35,6 +35,7 @@ ERROR_STATUS: list[tuple[type[BaseException], int]] = [
     (auth.UploadsNotConfigured, 503),
     (symbol_upload.SymbolRejected, 400),
     (symbol_upload.SymbolTooLarge, 413),
+    (symbol_upload.UploadsBusy, 503),
     (symbol_store.SymbolNotFound, 404),
     (store.ReportNotFound, 404),
     (store.StoreUnavailable, 503),

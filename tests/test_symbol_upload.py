@@ -3,6 +3,7 @@ refused, idempotence, late-symbol notes, the S3 range reader, the admin command.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import zipfile
 from pathlib import Path
@@ -226,3 +227,56 @@ def test_the_admin_command_lists_and_deletes(moto_backend, monkeypatch, capsys) 
     assert symbol_admin.main(["delete", *TEST_APP_ID]) == 0
     assert symbol_keys(moto_backend) == []
     assert symbol_admin.main(["delete", *TEST_APP_ID]) == 1
+
+
+def test_a_transient_storage_error_is_retried_from_the_start_of_the_file(moto_backend):
+    from botocore.exceptions import ClientError
+
+    store = symbol_store(moto_backend)
+    real_put, failures = store.s3.put_object, []
+
+    def flaky_put(**kwargs):
+        body = kwargs["Body"]
+        if kwargs["Key"].endswith(".sym") and not failures:
+            failures.append(body.read(100))  # half-read, then the bucket fails
+            raise ClientError({"Error": {"Code": "SlowDown"},
+                               "ResponseMetadata": {"HTTPStatusCode": 503}}, "PutObject")
+        return real_put(**kwargs)
+
+    store.s3.put_object = flaky_put
+    with open(TEST_APP, "rb") as sym:
+        assert accept_sym(store, sym, "ci").stored
+    assert failures
+    key = "symbols/test_app.pdb/5A9832E5287241C1838ED98914E9B7FF1/test_app.sym"
+    assert moto_backend.read(moto_backend.prefix + key) == TEST_APP.read_bytes()
+
+
+def test_a_corrupt_zip_member_is_a_clear_refusal(moto_backend) -> None:
+    archive = zip_of({"test_app.pdb/5A9832E5287241C1838ED98914E9B7FF1/test_app.sym":
+                      TEST_APP.read_bytes()})
+    data = bytearray(archive.getvalue())
+    start = data.index(b"MODULE")
+    data[start:start + 6] = b"MODULX"  # stored uncompressed: the CRC no longer matches
+    with pytest.raises(SymbolRejected, match="unreadable zip member"):
+        accept_zip(symbol_store(moto_backend), io.BytesIO(bytes(data)), "ci", 1 << 30)
+    assert symbol_keys(moto_backend) == []
+
+
+def test_uploads_past_the_concurrent_limit_are_told_to_retry(app_env, moto_backend) -> None:
+    from chalice.test import Client
+
+    from chalicelib.auth import hash_password
+    from chalicelib.symbol_upload import UPLOADS_AT_ONCE, upload_slot
+
+    application = app_env(moto_backend,
+                          SYMBOL_UPLOAD_KEYS="ci:" + hash_password("k", iterations=1000))
+    body, headers = multipart({}, ("symbol_file", "test_app.sym", TEST_APP.read_bytes()))
+    with Client(application.app) as client:
+        with contextlib.ExitStack() as held:
+            for _ in range(UPLOADS_AT_ONCE):
+                held.enter_context(upload_slot())
+            busy = client.http.post("/symbols/upload?key=ci:k", body=body, headers=headers)
+        assert busy.status_code == 503 and b"try again" in busy.body
+        assert symbol_keys(moto_backend) == []
+        done = client.http.post("/symbols/upload?key=ci:k", body=body, headers=headers)
+        assert done.status_code == 200 and done.body.startswith(b"stored test_app.pdb/")
