@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -51,11 +52,14 @@ def serve_main(workers: int) -> None:
         server.close()
     if pool is not None:
         pool.stop()
+        for worker in multiprocessing.active_children():  # they would hold stdout open
+            worker.terminate()
+            worker.join(timeout=10)
     print(json.dumps({
         "s3_requests": dict(application.reports().requests), "peak_rss_mb": peak_rss_mb(),
         "processed": pool.processed if pool else 0,
     }), flush=True)
-    os._exit(0)  # without waiting for the pool's worker processes to wind down
+    os._exit(0)  # the executor's threads would wait for workers that are gone
 
 
 def start_server(endpoint: str, prefix: str, workers: int,
@@ -122,7 +126,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             open(Path(tmp) / "servers.log", "w+") as log:
         client = s3.client()
         for i in range(100):  # let SeaweedFS grow its volumes before anything is timed
-            client.put_object(Bucket=ingest.BUCKET, Key=f"warm/{i:06d}", Body=dumps[i])
+            client.put_object(Bucket=ingest.BUCKET, Key=f"warm/{i:06d}",
+                              Body=dumps[i % len(dumps)])
         plain, plain_port = start_server(s3.endpoint, "plain/", 0, log)
         busy, busy_port = start_server(s3.endpoint, "processing/", 1, log)
         crashes = CrashStore(s3.client(), ingest.BUCKET, "processing/")
