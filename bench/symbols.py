@@ -222,9 +222,10 @@ def show(result: dict[str, Any], args: argparse.Namespace) -> None:
               f"{crash['peak_rss_mb']} MB ({crash['rss_before_mb']} MB before processing)")
         for run in ("first", "second"):
             c = crash[run]
-            print(f"  {run} in its process: {c['seconds'] * 1000:.0f} ms, {c['frames']} "
-                  f"frames, {c['named']} named, {c['cfi']} by CFI; {c['range_gets']} range "
-                  f"GETs, {c['bytes_read']} bytes; S3 {c['s3_requests']}")
+            print(f"  {run} in its process: {c['seconds'] * 1000:.0f} ms ("
+                  f"{c['s3_seconds'] * 1000:.0f} ms in range GETs), {c['frames']} frames, "
+                  f"{c['named']} named, {c['cfi']} by CFI; {c['range_gets']} range GETs, "
+                  f"{c['bytes_read']} bytes; S3 {c['s3_requests']}")
         first = crash["first"]
         print(f"  time under {TARGET_SECONDS:.0f} s: {verdict(first['seconds'] < TARGET_SECONDS)};"
               f" read under 1 MB: {verdict(first['bytes_read'] < TARGET_BYTES)}; memory under "

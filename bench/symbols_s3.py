@@ -191,10 +191,22 @@ def crash_main(dump: Path, funcs: int, frames: int, seed: int, block: int) -> di
     store = SymbolStore.from_config(config.load())
     readers: list[S3RangeReader] = []
     opened = store.index_reader
+    waited = [0.0]
 
     def index_reader(debug_file: str, debug_id: str) -> S3RangeReader:
-        readers.append(opened(debug_file, debug_id))
-        return readers[-1]
+        reader = opened(debug_file, debug_id)
+        get = reader._get
+
+        def timed_get(start: int, end: int) -> bytes:
+            started = time.perf_counter()
+            try:
+                return get(start, end)
+            finally:
+                waited[0] += time.perf_counter() - started
+
+        reader._get = timed_get  # type: ignore[method-assign]
+        readers.append(reader)
+        return reader
 
     store.index_reader = index_reader  # type: ignore[method-assign]
     expected = [name_of(i) for i in crash_picks(funcs, frames, seed)]
@@ -203,6 +215,7 @@ def crash_main(dump: Path, funcs: int, frames: int, seed: int, block: int) -> di
     for _ in range(2):
         readers.clear()
         store.requests.clear()
+        waited[0] = 0.0
         started = time.perf_counter()
         with open(dump, "rb") as file:
             crash = process_dump(file, symbols_from(store))
@@ -214,6 +227,7 @@ def crash_main(dump: Path, funcs: int, frames: int, seed: int, block: int) -> di
             "seconds": round(seconds, 3), "frames": len(thread),
             "named": sum(f["function"] is not None for f in ours),
             "cfi": sum(f["trust"] == "cfi" for f in thread),
+            "s3_seconds": round(waited[0], 3),
             "range_gets": sum(r.reads for r in readers),
             "bytes_read": sum(r.bytes_read for r in readers),
             "s3_requests": dict(store.requests),
