@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import itertools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from chalicelib.crash_store import CrashStore
 from chalicelib.store import LIST_PAGE, ReportNotFound, ReportStore, ReportSummary
@@ -78,11 +79,35 @@ def scan_older(
 ) -> Scan:
     """Up to per_page matches older than `before`, newest first; peeks one past them."""
     upper, lower = query.id_range()
-    filtered = bool(query.fields)
+    listing = reports.iter_newest(_min_id(before, upper), lower, _page_size(query))
+    return _scan(listing, query, before, match)
+
+
+def scan_signature(
+    crashes: CrashStore, query: Query, before: str | None, match: Callable[..., bool]
+) -> Scan:
+    """scan_older over one signature's reports (its markers carry the report keys)."""
+    upper, lower = query.id_range()
+    listing = crashes.iter_signature_reports(
+        query.signature or "", _min_id(before, upper), _page_size(query)
+    )
+    if lower is not None:
+        listing = itertools.takewhile(lambda summary: summary.id > lower, listing)
+    return _scan(listing, query, before, match)
+
+
+def _page_size(query: Query) -> int:
     # Unfiltered pages need only per_page + 1 keys: ask for no more, the answer is smaller.
-    page_size = LIST_PAGE if filtered else query.per_page + 1
+    return LIST_PAGE if query.fields else query.per_page + 1
+
+
+def _scan(
+    listing: Iterable[ReportSummary], query: Query, before: str | None,
+    match: Callable[..., bool],
+) -> Scan:
+    filtered = bool(query.fields)
     scan = Scan(rows=[])
-    for summary in reports.iter_newest(_min_id(before, upper), lower, page_size):
+    for summary in listing:
         if len(scan.rows) == query.per_page:
             scan.more_older = True
             break
@@ -92,36 +117,6 @@ def scan_older(
             scan.rows.append(summary)
         if filtered and scan.scanned == SCAN_BUDGET:
             # Stop before the listing asks for more keys; "more" is assumed, not peeked.
-            scan.more_older = True
-            scan.complete = len(scan.rows) == query.per_page
-            break
-    if scan.complete:
-        scan.stopped_at = None
-    scan.newest = before is None
-    return scan
-
-
-def scan_signature(
-    crashes: CrashStore, query: Query, before: str | None, match: Callable[..., bool]
-) -> Scan:
-    """scan_older over one signature's reports (its markers carry the report keys)."""
-    upper, lower = query.id_range()
-    filtered = bool(query.fields)
-    page_size = LIST_PAGE if filtered else query.per_page + 1
-    scan = Scan(rows=[])
-    for summary in crashes.iter_signature_reports(
-        query.signature or "", _min_id(before, upper), page_size
-    ):
-        if lower is not None and summary.id <= lower:
-            break
-        if len(scan.rows) == query.per_page:
-            scan.more_older = True
-            break
-        scan.scanned += 1
-        scan.stopped_at = summary.id
-        if match(summary):
-            scan.rows.append(summary)
-        if filtered and scan.scanned == SCAN_BUDGET:
             scan.more_older = True
             scan.complete = len(scan.rows) == query.per_page
             break
