@@ -2,7 +2,8 @@
 minidump-stackwalk, ingest with the local processing pool on, and the Crashes pages.
 
     python -m bench.processing [--parts dumps big ingest pages] [--runs 10] [--big-mb 100]
-        [--reports 500] [--rounds 3] [--page-reports 100000] [--signatures 1000] [--json]
+        [--reports 500] [--rounds 3] [--worker-nice 0] [--page-reports 100000]
+        [--signatures 1000] [--repeat 7] [--json]
 
 - dumps, big: `process_dump` in a fresh child (median of --runs after a warm-up, peak
   RSS as VmHWM minus the RSS before the first run), our whole process (`python -c`,
@@ -236,6 +237,8 @@ def main() -> None:
     parser.add_argument("--reports", type=int, default=500, help="submissions per ingest round")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--worker-nice", type=int, default=0,
+                        help="run the processing worker at this niceness (ingest part)")
     parser.add_argument("--page-reports", type=int, default=100_000)
     parser.add_argument("--signatures", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=7, help="timed requests per page")
