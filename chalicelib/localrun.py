@@ -16,6 +16,7 @@ import os
 import signal
 import threading
 from pathlib import Path
+from typing import Any
 
 import waitress
 
@@ -53,6 +54,18 @@ def serve(app: object, cfg: config.Config, host: str = "127.0.0.1") -> list[obje
     for server in servers:
         threading.Thread(target=server.run, daemon=True).start()
     return servers
+
+
+def attach_processing(application: Any, workers: int) -> ProcessingPool:
+    """Start the processing pool and have the app feed it: each stored report, and the
+    reports that lacked symbols when these arrive. Stop it with .stop()."""
+    pool = ProcessingPool(workers).start(application.reports(), application.crashes())
+    application.report_stored.append(pool.stored)
+    application.symbols_stored.append(
+        lambda debug_file, debug_id: pool.add_all(
+            application.symbols().missing_reports(debug_file, debug_id), again=True)
+    )
+    return pool
 
 
 def run_schedule(
@@ -112,14 +125,7 @@ def main() -> None:
         raise SystemExit(f"cannot start: {error}") from None
     pool = None
     if cfg.processing_workers > 0:
-        pool = ProcessingPool(cfg.processing_workers).start(
-            application.reports(), application.crashes()
-        )
-        application.report_stored.append(pool.add)
-        application.symbols_stored.append(
-            lambda debug_file, debug_id: pool.add_all(
-                application.symbols().missing_reports(debug_file, debug_id), again=True)
-        )
+        pool = attach_processing(application, cfg.processing_workers)
     prune = getattr(application, "prune", None)
     if prune is not None:
         threading.Thread(

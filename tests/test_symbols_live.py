@@ -16,7 +16,7 @@ import requests
 
 from chalicelib.auth import hash_password
 from chalicelib.crash_store import CrashStore
-from chalicelib.processing.worker import ProcessingPool
+from chalicelib import localrun
 from chalicelib.symbol_store import SymbolStore
 from tests.testlib import breakpad, crashpad_client, symcrasher
 from tests.testlib.viewing import LOGIN, USERS
@@ -170,10 +170,7 @@ def test_real_crash_shows_the_whole_call_chain_by_name(
     import app as application
 
     crashes = CrashStore(seaweed_backend.client, seaweed_backend.bucket, seaweed_backend.prefix)
-    pool = ProcessingPool(1).start(seaweed_backend.store(), crashes)
-    application.report_stored.append(pool.add)
-    application.symbols_stored.append(
-        lambda f, i: pool.add_all(application.symbols().missing_reports(f, i), again=True))
+    pool = localrun.attach_processing(application, 1)
     upload = [str(sym.path), f"{base(servers)}/symbols/upload?key={KEY}"]
     try:
         if symbols_first:

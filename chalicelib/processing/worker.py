@@ -5,7 +5,9 @@ interpreter lock the upload threads need, so it runs in PROCESSING_WORKERS separ
 processes. The pool is fed report ids as reports are stored (the submit route hands
 them over without waiting), by a scan for unprocessed reports when it starts (what a
 restart left behind) and by each pruning run's list of reports still unprocessed.
-At most two jobs per worker are in flight; the rest wait in the feed queue.
+At most two jobs per worker are in flight; the rest wait in the feed queue. While
+reports are arriving, new jobs wait for a quiet moment (at most MAX_DEFER_SECONDS):
+the workers' CPU would otherwise come out of ingest on a small machine.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import logging
 import multiprocessing
 import queue
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures.process import BrokenProcessPool
 
@@ -26,6 +29,10 @@ from chalicelib.store import ReportStore, ReportSummary, inverted
 from chalicelib.symbol_store import SymbolStore
 
 log = logging.getLogger("processing")
+# Jobs wait until no report has been stored for QUIET_SECONDS, but never longer than
+# MAX_DEFER_SECONDS each.
+QUIET_SECONDS = 0.5
+MAX_DEFER_SECONDS = 10.0
 
 _stores: tuple[ReportStore, CrashStore, SymbolStore] | None = None
 
@@ -88,6 +95,7 @@ class ProcessingPool:
         self.feed: queue.SimpleQueue[tuple[str, bool]] = queue.SimpleQueue()
         self.processed = 0
         self._pending: set[str] = set()  # queued or in flight: queued once
+        self._last_stored = 0.0
         self._pending_lock = threading.Lock()
         self._suspects: collections.deque[tuple[str, bool]] = collections.deque()
         self._slots = threading.Semaphore(self.capacity)
@@ -111,6 +119,22 @@ class ProcessingPool:
             name="processing-backlog", daemon=True,
         ).start()
         return self
+
+    def stored(self, report_id: str) -> None:
+        """The submit route's listener: a report was just stored. Never blocks."""
+        self._last_stored = time.monotonic()
+        self.add(report_id)
+
+    def _wait_for_quiet(self) -> None:
+        """Hold new jobs back while reports are arriving: on a machine whose cores also
+        serve /submit (the local run), a worker's CPU would come out of ingest. Waits at
+        most MAX_DEFER_SECONDS, so a steady stream still gets processed."""
+        deadline = time.monotonic() + MAX_DEFER_SECONDS
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            quiet_for = time.monotonic() - self._last_stored
+            if quiet_for >= QUIET_SECONDS:
+                return
+            self._stop.wait(QUIET_SECONDS - quiet_for)
 
     def add(self, report_id: str, again: bool = False) -> None:
         """Queue a report; never blocks (the submit route calls this). `again`: process
@@ -154,6 +178,7 @@ class ProcessingPool:
         if job is None:
             return
         report_id, again, slots = job
+        self._wait_for_quiet()
         for _ in range(slots):
             self._slots.acquire()
         if self._stop.is_set():

@@ -8,6 +8,7 @@ import time
 import pytest
 import requests
 
+from chalicelib import localrun
 from chalicelib.crash_store import CrashStore
 from chalicelib.processing import __main__ as backfill
 from chalicelib.processing import processor
@@ -56,8 +57,7 @@ def test_reports_sent_to_submit_are_processed_by_the_pool(live_servers, seaweed_
     import app as application
 
     crashes = crash_store(seaweed_backend)
-    pool = ProcessingPool(1).start(seaweed_backend.store(), crashes)
-    application.report_stored.append(pool.add)
+    pool = localrun.attach_processing(application, 1)
     try:
         ids = {submit(servers.submit_url, name): name for name in FIXTURES}
         found = wait_for_crashes(crashes, list(ids))
