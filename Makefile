@@ -35,3 +35,4 @@ bench: $(STAMP) ## all benchmarks (see bench/README.md)
 	$(PY) -m bench.ingest
 	$(PY) -m bench.prune
 	$(PY) -m bench.index
+	$(PY) -m bench.processing
