@@ -1,12 +1,12 @@
 """Ingest with crash processing on, for bench.processing (`--parts ingest`).
 
 One SeaweedFS, two local-run servers (each its own process and REPORTS_PREFIX): one
-without processing, one with a ProcessingPool(1) listening on app.report_stored, as
-the local run wires it. Each round, as in bench.ingest: raw put_object of the same dump
-bytes, then real Crashpad-form submissions (the fixture dumps of up to 500 KB, cycled)
-to each server (which goes first alternates by round); after the one with processing
-its backlog is waited for and timed. At the end every sent report must be stored, and
-under the processing prefix processed.
+without processing, one with a ProcessingPool(1) fed from app.report_stored, wired by
+localrun.attach_processing as the local run does. Each round, as in bench.ingest: raw
+put_object of the same dump bytes, then real Crashpad-form submissions (the fixture
+dumps of up to 500 KB, cycled) to each server (which goes first alternates by round);
+after the one with processing its backlog is waited for and timed. At the end every
+sent report must be stored, and under the processing prefix processed.
 """
 
 from __future__ import annotations
@@ -43,13 +43,9 @@ def serve_main(workers: int) -> None:
     import app as application
     from bench.serve import peak_rss_mb
     from chalicelib import config, localrun
-    from chalicelib.processing.worker import ProcessingPool
 
     servers = localrun.serve(application.app, config.load())
-    pool = None
-    if workers:
-        pool = ProcessingPool(workers).start(application.reports(), application.crashes())
-        application.report_stored.append(pool.add)
+    pool = localrun.attach_processing(application, workers) if workers else None
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     print("ready", flush=True)
