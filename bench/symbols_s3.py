@@ -153,7 +153,7 @@ def write_dump(path: Path, funcs: int, picks: list[int]) -> None:
 
     dump = DumpBuilder()
     dump.system_info(arch=9, platform=0x8201)
-    cv = b"BpEL"[::-1] + BUILD_ID  # the CodeView signature 0x4270454C, little-endian
+    cv = struct.pack("<I", 0x4270454C) + BUILD_ID  # CodeView "BpEL": an ELF build id
     module = dump.module(MODULE_BASE, address_of(funcs), f"/usr/lib/{DEBUG_FILE}", cv=cv)
     dump.stream(4, struct.pack("<I", 1) + module)
     rsp = STACK_TOP - 0x40
@@ -161,11 +161,11 @@ def write_dump(path: Path, funcs: int, picks: list[int]) -> None:
     for n, i in enumerate(picks[1:], start=1):  # [caller's rbp][return address] per frame
         stack += struct.pack("<QQ", STACK_TOP + 16 * n, MODULE_BASE + address_of(i) + 0x25)
     stack += bytes(16)  # a zero rbp and return address end the walk
-    registers = dict.fromkeys(("rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
+    registers = dict.fromkeys(("rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",  # as stored
                                *(f"r{n}" for n in range(8, 16)), "rip"), 0)
     registers.update(rsp=rsp, rbp=STACK_TOP, rip=MODULE_BASE + address_of(picks[0]) + 0x25)
     context = bytearray(1232)
-    struct.pack_into("<I", context, 48, 0x0010000B)  # amd64: control, integer, segments
+    struct.pack_into("<I", context, 48, 0x0010000B)  # amd64: control, integer, float
     struct.pack_into("<17Q", context, 120, *registers.values())
     context_rva = dump.add(bytes(context))
     stack_rva = dump.add(bytes(stack))
