@@ -51,9 +51,9 @@ def seed_crashes(application: Any, server: Any, args: argparse.Namespace) -> dic
     from bench.index import BUCKET, seed_reports
     from chalicelib import crash_summary
     from chalicelib.crash_store import (
-        CRASHES, REASON_KEY_CHARS, SIGNATURE_KEY_CHARS, SIGNATURES, CrashEntry, signature_id,
+        CRASHES, SIGNATURES, CrashEntry, crash_key_name, signature_id,
     )
-    from chalicelib.store import ReportStore, encode_key_part, inverted
+    from chalicelib.store import ReportStore
 
     prefix = f"bench-pages-{uuid.uuid4().hex[:6]}/"
     reports = ReportStore(server.client(), BUCKET, prefix)
@@ -79,8 +79,7 @@ def seed_crashes(application: Any, server: Any, args: argparse.Namespace) -> dic
 
     def put(r: Any) -> None:
         entry = entries[r.id]
-        name = "~".join((inverted(r.id), entry.sig, encode_key_part(entry.reason, REASON_KEY_CHARS),
-                         encode_key_part(entry.signature, SIGNATURE_KEY_CHARS))) + ".json"
+        name = crash_key_name(r.id, entry.sig, entry.reason, entry.signature)
         client.put_object(Bucket=BUCKET, Key=prefix + CRASHES + name, Body=b"{}")
         client.put_object(Bucket=BUCKET, Body=b"",
                           Key=f"{prefix}{SIGNATURES}{entry.sig}/{r.key.rsplit('/', 1)[-1]}")

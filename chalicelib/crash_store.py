@@ -14,7 +14,8 @@ Key tree (P is REPORTS_PREFIX); docs/storage-layout.md explains the why::
 - <inv> is the report's inverted id (store.inverted): crashes list newest first too.
 - <sig> is 16 hex digits of sha256 over the signature text, or `-` for a dump that
   could not be processed (status ERROR_*): it has no signature and no marker.
-- <reason> and <signature> are percent-encoded and cut (store.encode_key_part).
+- <reason> and <signature> are percent-encoded and cut (store.encode_key_part): the
+  reason to 64 characters, the signature to what keeps the name within 255 bytes.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from chalicelib import report
 from chalicelib.bucket import Bucket, NotFound, default_client
 from chalicelib.config import Config
 from chalicelib.store import (
+    KEY_SEGMENT_BYTES,
     REPORTS,
     ReportSummary,
     decode_key_part,
@@ -43,7 +45,6 @@ SIGNATURES = "signatures/"
 SIGNATURE_SUMMARY = "signatures.json"
 NO_SIGNATURE = "-"
 REASON_KEY_CHARS = 64
-SIGNATURE_KEY_CHARS = 240
 _MAX_ID = 2**64 - 1
 _CRASH_KEY = re.compile(
     r"^(?P<inv>[0-9a-f]{16})~(?P<sig>[0-9a-f]{16}|-)~(?P<reason>[^~/]*)~(?P<signature>[^~/]*)\.json$"
@@ -75,6 +76,13 @@ class CrashEntry:
     @property
     def is_error(self) -> bool:
         return self.sig == NO_SIGNATURE
+
+
+def crash_key_name(report_id: str, sig: str, reason: str, signature: str) -> str:
+    """`<inv>~<sig>~<reason>~<signature>.json`, within KEY_SEGMENT_BYTES."""
+    head = "~".join((inverted(report_id), sig, encode_key_part(reason, REASON_KEY_CHARS)))
+    room = KEY_SEGMENT_BYTES - len(head) - len("~.json") - 1  # one for a trailing `*`
+    return f"{head}~{encode_key_part(signature, room)}.json"
 
 
 def parse_crash_name(name: str, key: str = "", size: int = 0) -> CrashEntry | None:
@@ -118,10 +126,7 @@ class CrashStore(Bucket):
         signature = crash.get("signature")
         sig = signature_id(signature) if signature else NO_SIGNATURE
         reason = _reason_of(crash)
-        name = "~".join((
-            inverted(stored.id), sig, encode_key_part(reason, REASON_KEY_CHARS),
-            encode_key_part(signature or "", SIGNATURE_KEY_CHARS),
-        )) + ".json"
+        name = crash_key_name(stored.id, sig, reason, signature or "")
         body = json.dumps(crash, sort_keys=True).encode()
         earlier = list(self.iter_report_crashes(stored.id))
         self.put_bytes(CRASHES + name, body, "application/json")

@@ -58,6 +58,9 @@ REPORTS = "reports/"
 PARTS = "parts/"
 SUMMARY = "summary.json"
 FACT_KEY_CHARS = 96
+# SeaweedFS refuses a key with a `/`-separated part over 255 bytes (AWS allows 1,024 for
+# the whole key): every key name this layout writes stays within it.
+KEY_SEGMENT_BYTES = 255
 SMALL_PART_BYTES = 1024 * 1024
 _MAX_ID = 2**64 - 1
 _REPORT_KEY = re.compile(r"^(?P<inv>[0-9a-f]{16})~(?P<claim>[0-9a-f]{32})~(?P<facts>[^/]*)\.json$")
@@ -134,6 +137,17 @@ def encode_key_part(value: str, limit: int = FACT_KEY_CHARS) -> str:
     if "%" in cut[-2:]:
         cut = cut[: cut.rindex("%")]
     return cut + "*"
+
+
+def encode_within(values: list[str], budget: int) -> str:
+    """The values encoded and joined by `~` in at most `budget` characters: each cut to
+    the same largest length (at most FACT_KEY_CHARS) that lets the whole fit, so short
+    values stay whole and long ones share what is left."""
+    for limit in range(FACT_KEY_CHARS, -1, -1):
+        joined = "~".join(encode_key_part(value, limit) for value in values)
+        if len(joined) <= budget:
+            return joined
+    return "~".join("*" if value else "" for value in values)
 
 
 def decode_key_part(encoded: str) -> tuple[str, bool]:
@@ -435,9 +449,10 @@ class ReportStore(Bucket):
     # -- keys and retries ----------------------------------------------------------
 
     def _report_key(self, report_id: str, claim: str, facts: dict[str, str], size: int) -> str:
-        encoded = [encode_key_part(facts.get(field, "")) for field in report.FACT_FIELDS]
-        facts_part = "~".join(encoded)
-        return f"{self.prefix}{REPORTS}{inverted(report_id)}~{claim}~{facts_part}~{size}.json"
+        head, tail = f"{inverted(report_id)}~{claim}~", f"~{size}.json"
+        values = [facts.get(field, "") for field in report.FACT_FIELDS]
+        facts_part = encode_within(values, KEY_SEGMENT_BYTES - len(head) - len(tail))
+        return f"{self.prefix}{REPORTS}{head}{facts_part}{tail}"
 
     def _part_key(self, claim: str, name: str) -> str:
         return f"{self.prefix}{PARTS}{claim}.{name}"

@@ -125,3 +125,25 @@ def test_missing_symbols_ranking_leaves_out_modules_that_have_symbols_now() -> N
                                   ("c.so", "C" * 33): 1})
     ranked = crash_summary.missing_symbols(counts, {("b.so", "B" * 33)})
     assert [(m["debug_file"], m["reports"]) for m in ranked] == [("a.so", 5), ("c.so", 1)]
+
+
+def test_a_long_signature_is_kept_whole_in_the_crash_and_cut_in_its_keys(backend) -> None:
+    from chalicelib.store import KEY_SEGMENT_BYTES
+
+    reports = backend.store()
+    crashes = CrashStore(backend.client, backend.bucket, backend.prefix)
+    with forms.stored_submission(forms.fixture_dump(LINUX), ver="é" * 200) as sent:
+        report_id = reports.put(sent)
+    signature = " | ".join(
+        f"mozilla::dom::SomeVeryLongTemplate<int, std::vector<char>>::Method{n}(const X&)"
+        for n in range(6))
+    crash = dict(processor.process_dump(open(forms.FIXTURES / LINUX, "rb")),
+                 signature=signature)
+    entry = crashes.put_crash(reports.find(report_id), crash)
+    keys = [k for k in backend.keys() if "/crashes/" in k or "/signatures/" in k]
+    assert len(keys) == 2
+    assert all(len(k.rsplit("/", 1)[1].encode()) <= KEY_SEGMENT_BYTES for k in keys)
+    assert entry.signature_cut and signature.startswith(entry.signature)
+    assert crashes.get_crash(report_id)["signature"] == signature
+    (listed,) = crashes.iter_signature_reports(entry.sig)
+    assert listed.id == report_id

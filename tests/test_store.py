@@ -230,3 +230,24 @@ def test_a_missing_bucket_is_a_store_error(moto_backend) -> None:
     store.bucket = "no-such-bucket"
     with submission() as sub, pytest.raises(StoreError, match="not found"):
         store.put(sub)
+
+
+def test_every_fact_at_its_longest_still_fits_a_key_part(backend) -> None:
+    """SeaweedFS refuses key parts over 255 bytes: seven long facts must still store."""
+    from chalicelib.store import KEY_SEGMENT_BYTES
+
+    store = backend.store()
+    long = {"prod": "P" * 300, "ver": "1." * 150, "platform": "linux-" + "x" * 300,
+            "build_id": "b" * 300, "client_sha": "c" * 300, "jamicore_sha": "d" * 300}
+    with submission(annotations=long) as sub:
+        report_id = store.put(sub)
+    (key,) = [k for k in backend.keys() if "/reports/" in k]
+    assert len(key.rsplit("/", 1)[1].encode()) <= KEY_SEGMENT_BYTES
+    summary = next(iter(store.iter_newest()))
+    assert summary.id == report_id and summary.dump_size > 0
+    # All cut to one common length, the client guid (36 characters) too.
+    assert summary.truncated == {"product", "version", "platform", "build_id", "client_sha",
+                                 "jamicore_sha", "guid"}
+    for field, name in [("product", "prod"), ("build_id", "build_id")]:
+        assert long[name].startswith(summary.facts[field]) and summary.facts[field]
+    assert store.get(report_id).meta["annotations"]["platform"] == long["platform"]
