@@ -45,6 +45,9 @@ _LOG_KEY = re.compile(
 )
 _MISSING_KEY = re.compile(r"^(?P<file>[^/]+)/(?P<id>[0-9A-F]+)/(?P<inv>[0-9a-f]{16})$")
 UPLOAD_KEY = re.compile(r"^[0-9a-f]{32}$")
+# Every key part stays within SeaweedFS's 255 bytes: a debug file takes at most 100
+# encoded characters (real ones are short: `libxul.so`, `firefox.pdb`).
+MAX_FILE_PART = 100
 
 
 class SymbolNotFound(KeyError):
@@ -64,7 +67,8 @@ def sym_name(debug_file: str) -> str:
 def valid_module_id(debug_file: str, debug_id: str) -> bool:
     """A debug file and id safe to put in keys and URLs (as Breakpad's tools write them)."""
     return (
-        0 < len(debug_file) <= 255 and "/" not in debug_file and "\\" not in debug_file
+        0 < len(file_part(debug_file)) <= MAX_FILE_PART
+        and "/" not in debug_file and "\\" not in debug_file
         and debug_file not in (".", "..") and debug_file.isprintable()
         and bool(DEBUG_ID.match(debug_id))
     )
@@ -130,8 +134,8 @@ class SymbolStore(Bucket):
         stamp = f"{_MAX - int(now.timestamp() * 1000):016x}"
         log_name = "~".join((
             stamp, file_part(debug_file).replace("~", "%7E"), debug_id,
-            encode_key_part(os_name, 32), encode_key_part(cpu, 32),
-            encode_key_part(uploader, 64), str(size), sha256[:16],
+            encode_key_part(os_name, 16), encode_key_part(cpu, 16),
+            encode_key_part(uploader, 32), str(size), sha256[:16],
         ))
         self.put_bytes(SYMBOL_LOG + log_name, b"", "application/octet-stream")
         return True
