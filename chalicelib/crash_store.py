@@ -30,15 +30,8 @@ from typing import Any
 from chalicelib import report
 from chalicelib.bucket import Bucket, NotFound, default_client
 from chalicelib.config import Config
-from chalicelib.store import (
-    KEY_SEGMENT_BYTES,
-    REPORTS,
-    ReportSummary,
-    decode_key_part,
-    encode_key_part,
-    inverted,
-    parse_report_name,
-)
+from chalicelib.keys import KEY_SEGMENT_BYTES, decode_key_part, encode_key_part, inverted
+from chalicelib.store import REPORTS, ReportSummary, parse_report_name
 
 CRASHES = "crashes/"
 SIGNATURES = "signatures/"

@@ -16,8 +16,9 @@ Key tree (P is REPORTS_PREFIX, often empty); docs/storage-layout.md explains the
 - <claim> is 32 hex digits of sha256 over (client guid, Crashpad report uuid, dump
   sha256), or (client guid, dump sha256, UTC day) when the dump has no uuid.
 - <facts> are FACT_FIELDS and the dump size, percent-encoded and joined by `~`, each
-  cut to FACT_KEY_CHARS with a trailing `*` when cut: index pages and filters read
-  them from the listing instead of opening every report.
+  cut to FACT_KEY_CHARS with a trailing `*` when cut (and all to one shorter length
+  when the name would pass KEY_SEGMENT_BYTES): index pages and filters read them from
+  the listing instead of opening every report.
 - Every part is fixed width or lives in one flat "folder", so byte order (AWS S3)
   and path-part order (SeaweedFS) agree, and every StartAfter is a full key position.
 
@@ -33,7 +34,6 @@ import json
 import logging
 import re
 import time
-import urllib.parse
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
@@ -50,6 +50,14 @@ from chalicelib.bucket import (  # noqa: F401  (errors re-exported for callers)
     s3_client,
 )
 from chalicelib.config import Config
+from chalicelib.keys import (  # noqa: F401  (re-exported: the layout's key parts)
+    FACT_KEY_CHARS,
+    KEY_SEGMENT_BYTES,
+    decode_key_part,
+    encode_key_part,
+    encode_within,
+    inverted,
+)
 from chalicelib.submission import FilePart, Submission
 
 log = logging.getLogger(__name__)
@@ -57,10 +65,6 @@ log = logging.getLogger(__name__)
 REPORTS = "reports/"
 PARTS = "parts/"
 SUMMARY = "summary.json"
-FACT_KEY_CHARS = 96
-# SeaweedFS refuses a key with a `/`-separated part over 255 bytes (AWS allows 1,024 for
-# the whole key): every key name this layout writes stays within it.
-KEY_SEGMENT_BYTES = 255
 SMALL_PART_BYTES = 1024 * 1024
 _MAX_ID = 2**64 - 1
 _REPORT_KEY = re.compile(r"^(?P<inv>[0-9a-f]{16})~(?P<claim>[0-9a-f]{32})~(?P<facts>[^/]*)\.json$")
@@ -112,10 +116,6 @@ class StoredReport:
         return list(self.meta.get("attachments", []))
 
 
-def inverted(report_id: str) -> str:
-    return f"{_MAX_ID - int(report_id, 16):016x}"
-
-
 def claim_for(submission: Submission) -> str:
     """The dedup claim: equal for a retried upload of the same report, else distinct."""
     dump = submission.dump
@@ -125,36 +125,6 @@ def claim_for(submission: Submission) -> str:
         day = int(submission.received_at.timestamp() // 86400)
         parts = ["day", submission.client_guid, dump.sha256, str(day)]
     return hashlib.sha256("\0".join(parts).encode("utf-8", "replace")).hexdigest()[:32]
-
-
-def encode_key_part(value: str, limit: int = FACT_KEY_CHARS) -> str:
-    """A value made safe for one `~`-separated key part, cut to `limit` characters with a
-    trailing `*` when cut (never inside a %XX escape)."""
-    encoded = urllib.parse.quote(value, safe="").replace("~", "%7E").replace(".", "%2E")
-    if len(encoded) <= limit:
-        return encoded
-    cut = encoded[:limit]
-    if "%" in cut[-2:]:
-        cut = cut[: cut.rindex("%")]
-    return cut + "*"
-
-
-def encode_within(values: list[str], budget: int) -> str:
-    """The values encoded and joined by `~` in at most `budget` characters: each cut to
-    the same largest length (at most FACT_KEY_CHARS) that lets the whole fit, so short
-    values stay whole and long ones share what is left."""
-    for limit in range(FACT_KEY_CHARS, -1, -1):
-        joined = "~".join(encode_key_part(value, limit) for value in values)
-        if len(joined) <= budget:
-            return joined
-    return "~".join("*" if value else "" for value in values)
-
-
-def decode_key_part(encoded: str) -> tuple[str, bool]:
-    """The value of an encoded key part, and whether it was cut."""
-    truncated = encoded.endswith("*")
-    raw = encoded[:-1] if truncated else encoded
-    return urllib.parse.unquote(raw, errors="replace"), truncated
 
 
 def attachment_key_name(index: int, name: str) -> str:

@@ -31,7 +31,7 @@ from typing import IO
 
 from chalicelib.bucket import Bucket, NotFound, default_client
 from chalicelib.config import Config
-from chalicelib.store import decode_key_part, encode_key_part, inverted
+from chalicelib.keys import decode_key_part, encode_key_part, inverted
 
 SYMBOLS = "symbols/"
 SYMBOL_LOG = "symbol-log/"
