@@ -188,8 +188,10 @@ def reprocess_for_symbols(event):
         return
     context = getattr(event, "context", None)
     margin_ms = (settings().processing_seconds + 30) * 1000
-    for report_id in symbols().missing_reports(*found):
-        if context is not None and context.get_remaining_time_in_millis() < margin_ms:
+    for number, report_id in enumerate(symbols().missing_reports(*found)):
+        # Each report may take its whole budget: start one only with time left for it.
+        if number and context is not None and \
+                context.get_remaining_time_in_millis() < margin_ms:
             log.warning("out of time: reports still noted for %s/%s", *found)
             return
         try:
