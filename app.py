@@ -250,10 +250,15 @@ def report_page(report_id):
 def report_crash(report_id):
     """The processed crash as a file; 404 until the report is processed."""
     login()
+    name = f"{report_id}.crash.json"
+    entry = next(crashes().iter_report_crashes(report_id), None) \
+        if report.is_report_id(report_id) else None
+    if entry is not None and too_big_to_send(entry.size):
+        return pages.redirect(crashes().download_url(entry, name))
     crash = crashes().get_crash(report_id)
     if crash is None:
         raise store.ReportNotFound(f"{report_id} is not processed yet")
-    return pages.download_json(crash, f"{report_id}.crash.json")
+    return pages.download_json(crash, name)
 
 
 def too_big_to_send(size: int) -> bool:

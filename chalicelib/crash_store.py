@@ -222,6 +222,18 @@ class CrashStore(Bucket):
                     summary, key=self.prefix + REPORTS + item["Key"].rsplit("/", 1)[-1]
                 )
 
+    def download_url(self, entry: CrashEntry, filename: str, seconds: int = 300) -> str:
+        """A presigned GET of a processed crash, saved as filename (for large ones)."""
+        return self.s3.generate_presigned_url(
+            "get_object",
+            Params={
+                "Bucket": self.bucket, "Key": entry.key,
+                "ResponseContentDisposition": f'attachment; filename="{filename}"',
+                "ResponseContentType": "application/json",
+            },
+            ExpiresIn=seconds,
+        )
+
     def get_signature_summary(self) -> dict[str, Any] | None:
         return self.get_json(SIGNATURE_SUMMARY)
 

@@ -281,3 +281,15 @@ def test_uploads_past_the_concurrent_limit_are_told_to_retry(app_env, moto_backe
         assert symbol_keys(moto_backend) == []
         done = client.http.post("/symbols/upload?key=ci:k", body=body, headers=headers)
         assert done.status_code == 200 and done.body.startswith(b"stored test_app.pdb/")
+
+
+def test_one_functions_cfi_rules_are_bounded(moto_backend) -> None:
+    """A function's CFI text is read whole per lookup: past 1 MB the file is refused,
+    before the index build holds it all in memory."""
+    rule = " $r" + "1 2 + " * 2000
+    lines = [b"MODULE Linux x86_64 " + b"A" * 33 + b" lib.so",
+             b"STACK CFI INIT 1000 100 .cfa: $rsp 8 + .ra: .cfa -8 + ^"]
+    lines += [f"STACK CFI {0x1000 + n:x} .cfa:{rule}".encode() for n in range(120)]
+    with pytest.raises(SymbolRejected, match="characters of STACK CFI rules"):
+        accept_sym(symbol_store(moto_backend), io.BytesIO(b"\n".join(lines) + b"\n"), "ci")
+    assert symbol_keys(moto_backend) == []

@@ -199,3 +199,19 @@ def test_names_from_the_dump_are_escaped_on_the_report_page(view) -> None:
     assert soup.select_one("td[data-field=reason]").get_text() == "<img src=x>"
     assert soup.select("h3 + table.frames tbody tr")[1].select("td")[1].get_text() == (
         "<svg onload=alert(1)> + 0x0000000000029d8f")
+
+
+def test_a_large_processed_crash_downloads_from_a_presigned_url(app_env, moto_backend) -> None:
+    from chalice.test import Client
+
+    from tests.testlib.viewing import LOGIN, USERS
+
+    application = app_env(moto_backend, VIEWER_USERS=USERS, DOWNLOAD_REDIRECT_MB="0.0001")
+    with Client(application.app) as client:
+        report_id = Viewer(client, moto_backend).submit()
+        put_crash(moto_backend, report_id, ok_crash())
+        response = client.http.get(f"/reports/{report_id}/crash.json", headers=LOGIN)
+    assert response.status_code == 302
+    location = response.headers["Location"]
+    assert "/crashes/" in location and "Signature=" in location
+    assert "response-content-disposition=attachment" in location

@@ -16,6 +16,10 @@ MAX_STRING_BYTES = 1 << 20
 MAX_LIST_ENTRIES = 65536
 
 
+# What one read costs against the budget at least, however few bytes it returns.
+MIN_READ_COST = 64
+
+
 class StreamError(Exception):
     """One stream, or one record in it, cannot be read. The message is safe to show."""
 
@@ -44,7 +48,7 @@ class DumpFile:
             return b""
         if length > self.budget:
             raise StreamError(f"{what}: the dump points at far more data than it holds")
-        self.budget -= length
+        self.budget -= max(length, MIN_READ_COST)  # many tiny reads cost time too
         self.file.seek(offset)
         data = self.file.read(length)
         if len(data) != length:

@@ -21,7 +21,7 @@ from chalicelib.processing.minidump import Minidump, MinidumpError, Module, read
 from chalicelib.processing.reasons import crash_reason
 from chalicelib.processing.signature import crash_signature
 from chalicelib.processing.symbols import NoSymbols, SymbolProvider
-from chalicelib.processing.unwind import Frame, frame_json, walk_stack
+from chalicelib.processing.unwind import MAX_FRAMES, Frame, frame_json, walk_stack
 from chalicelib.store import ReportStore, ReportSummary, StoredReport
 from chalicelib.symbol_store import S3RangeReader, SymbolStore, valid_module_id
 from chalicelib.symfile.provider import IndexedSymbols
@@ -31,6 +31,8 @@ PROCESSOR_NAME = "crash-collector"
 # Bump when processing output changes: `--reprocess` finds reports made by older ones.
 PROCESSOR_VERSION = 1
 COPY_CHUNK = 1024 * 1024
+# Frames walked in all threads of one dump, the crashing thread's first.
+FRAME_BUDGET = 10_000
 # Modules of the crashing thread noted as missing symbols, at most, per report.
 MISSING_MODULES_NOTED = 16
 
@@ -150,20 +152,11 @@ def _describe(dump: Minidump, symbols: SymbolProvider) -> dict[str, Any]:
         return None if value is None else f"0x{value:0{width}x}"
 
     crash_index = _crashing_thread_index(dump)
+    walked = _walk_threads(dump, symbols, crash_index)
     threads_json, crashing_json = [], None
     looked_up: set[int] = set()
     for index, thread in enumerate(dump.threads):
-        context = thread.context
-        if index == crash_index and dump.exception is not None and dump.exception.context:
-            context = dump.exception.context  # the thread list is written by the handler
-        frames: list[Frame] = []
-        if context is not None and context.cpu in POINTER_SIZE:
-            stack = (thread.stack_base, thread.stack_base + thread.stack_size) \
-                if thread.stack_size else None
-            frames = walk_stack(
-                context, dump.memory, dump.modules, symbols, stack,
-                os=info.os, unloaded_modules=dump.unloaded_modules,
-            )
+        frames = walked.get(index, [])
         looked_up.update(id(f.module) for f in frames if f.module is not None)
         entry = {
             "thread_id": thread.id,
@@ -239,6 +232,42 @@ def _missing(name: str, dump: Minidump, present: set[int], stream_type: int) -> 
     if stream_type in present:
         return f"the {name} stream cannot be read: " + "; ".join(dump.warnings[:3])
     return f"the dump has no {name} stream"
+
+
+def _walk_threads(
+    dump: Minidump, symbols: SymbolProvider, crash_index: int | None
+) -> dict[int, list[Frame]]:
+    """Each thread's frames, the crashing thread first, within FRAME_BUDGET frames in
+    all: a dump of thousands of threads must not make the crash JSON (or the time)
+    grow without bound. Threads past the budget are listed without frames."""
+    info = dump.system_info
+    order = list(range(len(dump.threads)))
+    if crash_index is not None:
+        order.remove(crash_index)
+        order.insert(0, crash_index)
+    walked: dict[int, list[Frame]] = {}
+    left = FRAME_BUDGET
+    for index in order:
+        thread = dump.threads[index]
+        context = thread.context
+        if index == crash_index and dump.exception is not None and dump.exception.context:
+            context = dump.exception.context  # the thread list is written by the handler
+        if context is None or context.cpu not in POINTER_SIZE:
+            continue
+        if left <= 0:
+            dump.warnings.append(
+                f"frame budget ({FRAME_BUDGET}) spent: {len(order) - len(walked)} "
+                "threads listed without frames"
+            )
+            break
+        stack = (thread.stack_base, thread.stack_base + thread.stack_size) \
+            if thread.stack_size else None
+        walked[index] = walk_stack(
+            context, dump.memory, dump.modules, symbols, stack, min(MAX_FRAMES, left),
+            os=info.os if info else "", unloaded_modules=dump.unloaded_modules,
+        )
+        left -= len(walked[index])
+    return walked
 
 
 def _crashing_thread_index(dump: Minidump) -> int | None:

@@ -37,6 +37,9 @@ PREAMBLE = struct.Struct(">8sQII8x")
 BLOCK = 64
 TOP_KEYS = 4096
 MAX_CFI_DELTAS = 1 << 16
+# One function's CFI rules are read whole per lookup: bounded, like its string sharing.
+MAX_CFI_TEXT = 1 << 20
+SHARED_STRING_CHARS = 256
 
 # name: (struct format, key width in bytes, is a range table)
 TABLES: dict[str, tuple[str, int, bool]] = {
@@ -67,6 +70,7 @@ class _Strings:
         self._recent: dict[str, tuple[int, int]] = {}
 
     def add(self, text: str, share: bool = False) -> tuple[int, int]:
+        share = share and len(text) <= SHARED_STRING_CHARS  # the cache stays small
         if share and text in self._recent:
             return self._recent[text]
         data = text.encode("utf-8", "surrogateescape")
@@ -88,6 +92,7 @@ class _Builder:
         self.code_id: rec.InfoCodeId | None = None
         self._cfi: rec.CfiInit | None = None
         self._deltas: list[tuple[int, str]] = []
+        self._delta_chars = 0
 
     def add(self, record: rec.Record, line_number: int) -> None:
         put, strings = self._put, self.strings
@@ -106,6 +111,12 @@ class _Builder:
             case rec.CfiDelta():
                 if len(self._deltas) >= MAX_CFI_DELTAS:
                     raise IndexBuildError(f"line {line_number}: too many STACK CFI records")
+                self._delta_chars += len(record.rules)
+                if self._delta_chars > MAX_CFI_TEXT:
+                    raise IndexBuildError(
+                        f"line {line_number}: over {MAX_CFI_TEXT} characters of STACK CFI "
+                        "rules for one function"
+                    )
                 self._deltas.append((record.address, record.rules))
             case rec.CfiInit():
                 self._flush_cfi()
@@ -140,10 +151,10 @@ class _Builder:
     def _flush_cfi(self) -> None:
         init, self._cfi = self._cfi, None
         if init is None or not init.size:
-            self._deltas = []
+            self._deltas, self._delta_chars = [], 0
             return
         deltas = sorted(self._deltas, key=lambda d: d[0])
-        self._deltas = []
+        self._deltas, self._delta_chars = [], 0
         # Delta addresses relative to the INIT's make most rule texts repeat: shared.
         text = init.rules + "\n" + "".join(
             f"{a - init.address:x} {rules}\n" for a, rules in deltas

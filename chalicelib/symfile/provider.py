@@ -104,10 +104,16 @@ class IndexedSymbols:
         if index is None or frame.lookup_address < module.base:
             return 0
         address = frame.lookup_address - module.base
-        win = index.find_win(address)
-        if win is not None:
-            return win.parameter_size
-        func = index.find_func(address)
+        try:
+            win = index.find_win(address)
+            if win is not None:
+                return win.parameter_size
+            func = index.find_func(address)
+        except MemoryError:
+            raise
+        except Exception as exc:  # a corrupt index must not stop the walk
+            logger.warning("parameter size lookup failed in %s: %s", module.code_file, exc)
+            return 0
         return func.parameter_size if func is not None else 0
 
 

@@ -166,3 +166,18 @@ def test_mutated_real_dumps_never_raise_and_give_a_status(data) -> None:
     assert crash["status"] == "OK" or crash["status"].startswith("ERROR_")
     assert crash["status"] != "ERROR_PROCESSOR", crash.get("error")
     json.dumps(crash)
+
+
+def test_frames_are_walked_within_a_budget_crashing_thread_first(monkeypatch) -> None:
+    from chalicelib.processing import processor
+
+    full = processed("android-arm64-firefox-sigsegv.dmp")
+    monkeypatch.setattr(processor, "FRAME_BUDGET", 100)
+    crash = processed("android-arm64-firefox-sigsegv.dmp")
+    assert len(crash["threads"]) == len(full["threads"]) == 164  # every thread listed
+    assert crash["crashing_thread"]["frames"] == full["crashing_thread"]["frames"]
+    frames = sum(len(thread["frames"]) for thread in crash["threads"])
+    assert 100 <= frames < 100 + 1024  # the thread that crosses the budget finishes
+    assert frames < sum(len(thread["frames"]) for thread in full["threads"])
+    assert any("frame budget (100) spent" in w for w in crash["processor"]["warnings"])
+    assert crash["signature"] == full["signature"]
