@@ -110,12 +110,17 @@ class Bucket:
         except NotFound:
             raise StoreError(f"bucket {self.bucket!r} does not exist") from None
 
+    def get_object(self, key: str, deadline: float | None = None, **extra: Any) -> Any:
+        """GetObject of a full key (prefix included), retried; raises NotFound."""
+        return self.retrying(
+            deadline or self.deadline(), self.s3.get_object, Bucket=self.bucket, Key=key,
+            **extra,
+        )
+
     def get_json(self, key: str) -> Any | None:
         """The JSON object at key (under the prefix), or None when there is none."""
         try:
-            body = self.retrying(
-                self.deadline(), self.s3.get_object, Bucket=self.bucket, Key=self.prefix + key
-            )["Body"].read()
+            body = self.get_object(self.prefix + key)["Body"].read()
         except NotFound:
             return None
         return json.loads(body)

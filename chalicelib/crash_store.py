@@ -156,9 +156,7 @@ class CrashStore(Bucket):
             return None
         for entry in self.iter_report_crashes(report_id):
             try:
-                body = self.retrying(
-                    self.deadline(), self.s3.get_object, Bucket=self.bucket, Key=entry.key
-                )["Body"].read()
+                body = self.get_object(entry.key)["Body"].read()
             except NotFound:
                 continue  # replaced by a reprocessing since the listing
             return json.loads(body)

@@ -179,7 +179,7 @@ class ReportStore(Bucket):
             earlier = self._claim(claim, report_id, submission.dump, deadline)
         if earlier is not None:
             earlier_id, earlier_claim = earlier
-            if self._find_report_key(earlier_id, deadline) is not None:
+            if self.find(earlier_id, deadline) is not None:
                 return earlier_id
             report_id, claim = earlier_id, earlier_claim
             # Rewrite the old dump so its age says "upload in progress": the pruner must
@@ -292,17 +292,14 @@ class ReportStore(Bucket):
         if not report.is_report_id(report_id):
             raise ReportNotFound(report_id)
         deadline = self.deadline()
-        found = self._find_report_key(report_id, deadline)
+        found = self.find(report_id, deadline)
         if found is None:
             raise ReportNotFound(report_id)
-        key, claim = found
         try:
-            body = self.retrying(
-                deadline, self.s3.get_object, Bucket=self.bucket, Key=key
-            )["Body"].read()
+            body = self.get_object(found.key, deadline)["Body"].read()
         except NotFound:
             raise ReportNotFound(report_id) from None
-        return StoredReport(id=report_id, meta=json.loads(body), claim=claim)
+        return StoredReport(id=report_id, meta=json.loads(body), claim=found.claim)
 
     def open_dump(self, stored: StoredReport) -> BinaryIO:
         """A stream of the raw dump bytes (close it when done)."""
@@ -334,32 +331,27 @@ class ReportStore(Bucket):
         return self.get_json(SUMMARY)
 
     def _open(self, key: str) -> BinaryIO:
-        deadline = self.deadline()
         try:
-            return self.retrying(deadline, self.s3.get_object, Bucket=self.bucket, Key=key)[
-                "Body"
-            ]
+            return self.get_object(key)["Body"]
         except NotFound:
             raise ReportNotFound(key) from None
 
-    def find(self, report_id: str) -> ReportSummary | None:
-        """The committed report's listing entry (key and facts), or None: one list request."""
+    def find(self, report_id: str, deadline: float | None = None) -> ReportSummary | None:
+        """The committed report's listing entry (key and facts), or None: one list request.
+
+        `deadline` lets a caller share its own retry budget (an upload's) with the lookup.
+        """
         if not report.is_report_id(report_id):
             return None
         prefix = self.prefix + REPORTS + inverted(report_id) + "~"
-        for item in self.list_items(prefix, page_size=10):
-            return self.parse_report_key(item)
-        return None
-
-    def _find_report_key(self, report_id: str, deadline: float) -> tuple[str, str] | None:
-        prefix = self.prefix + REPORTS + inverted(report_id) + "~"
         page = self.retrying(
-            deadline, self.s3.list_objects_v2, Bucket=self.bucket, Prefix=prefix, MaxKeys=10
+            deadline or self.deadline(), self.s3.list_objects_v2, Bucket=self.bucket,
+            Prefix=prefix, MaxKeys=10,
         )
         for item in page.get("Contents", []):
             summary = self.parse_report_key(item)
             if summary is not None:
-                return item["Key"], summary.claim
+                return summary
         return None
 
     # -- listing -------------------------------------------------------------------

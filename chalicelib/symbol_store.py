@@ -163,10 +163,7 @@ class SymbolStore(Bucket):
     def open_upload(self, upload_key: str) -> tuple[IO[bytes], int]:
         """The body and size of a staged sym-upload-v2 file; SymbolNotFound if absent."""
         try:
-            answer = self.retrying(
-                self.deadline(), self.s3.get_object, Bucket=self.bucket,
-                Key=self.prefix + UPLOADS + upload_key,
-            )
+            answer = self.get_object(self.prefix + UPLOADS + upload_key)
         except NotFound:
             raise SymbolNotFound(upload_key) from None
         return answer["Body"], int(answer.get("ContentLength", 0))
@@ -218,10 +215,7 @@ class SymbolStore(Bucket):
 
     def open_sym(self, debug_file: str, debug_id: str) -> tuple[IO[bytes], int]:
         try:
-            answer = self.retrying(
-                self.deadline(), self.s3.get_object, Bucket=self.bucket,
-                Key=self._module_key(debug_file, debug_id, ".sym"),
-            )
+            answer = self.get_object(self._module_key(debug_file, debug_id, ".sym"))
         except NotFound:
             raise SymbolNotFound(f"{debug_file}/{debug_id}") from None
         return answer["Body"], int(answer.get("ContentLength", 0))
@@ -332,10 +326,7 @@ class S3RangeReader:
 
     def _get(self, start: int, end: int) -> bytes:
         try:
-            answer = self.store.retrying(
-                self.store.deadline(), self.store.s3.get_object, Bucket=self.store.bucket,
-                Key=self.key, Range=f"bytes={start}-{end}",
-            )
+            answer = self.store.get_object(self.key, Range=f"bytes={start}-{end}")
         except NotFound:
             raise SymbolNotFound(self.key) from None
         body = answer["Body"].read()

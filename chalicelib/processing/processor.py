@@ -52,13 +52,18 @@ def process_dump(file: BinaryIO, symbols: SymbolProvider | None = None) -> dict[
     except Exception as error:  # a processor bug must not stop the queue: mark the dump
         log.exception("processing failed")
         crash = error_crash("PROCESSOR", f"{type(error).__name__}: {error}")
-    crash["processor"] = {
+    crash["processor"] = processor_facts(started, dump.warnings if dump is not None else [])
+    return crash
+
+
+def processor_facts(started: float, warnings: list[str]) -> dict[str, Any]:
+    """The `processor` object: who processed the dump, how long it took, what it noted."""
+    return {
         "name": PROCESSOR_NAME,
         "version": PROCESSOR_VERSION,
         "duration_ms": round((time.monotonic() - started) * 1000, 1),
-        "warnings": list(dump.warnings) if dump is not None else [],
+        "warnings": list(warnings),
     }
-    return crash
 
 
 def error_crash(kind: str, message: str) -> dict[str, Any]:
@@ -91,10 +96,7 @@ def process_report(
                 crash = process_dump(copy, provider)
         except budget.BudgetExceeded as error:
             crash = error_crash(error.kind, str(error))
-            crash["processor"] = {
-                "name": PROCESSOR_NAME, "version": PROCESSOR_VERSION,
-                "duration_ms": round((time.monotonic() - started) * 1000, 1), "warnings": [],
-            }
+            crash["processor"] = processor_facts(started, [])
     entry = crashes.put_crash(stored, crash)
     if symbols is not None:
         symbols.mark_missing(stored.id, iter(crashing_modules(crash, missing=True)))

@@ -112,7 +112,7 @@ class ProcessingPool:
 
     def start(self, reports: ReportStore, crashes: CrashStore) -> ProcessingPool:
         """Start feeding; first queue what a restart left unprocessed (in a thread)."""
-        self._crashes = crashes
+        self._reports, self._crashes = reports, crashes
         self._thread.start()
         threading.Thread(
             target=lambda: self.add_all(r.id for r in unprocessed(reports, crashes)),
@@ -232,11 +232,7 @@ class ProcessingPool:
 
     def _mark_failed(self, report_id: str, message: str) -> None:
         try:
-            reports = ReportStore(
-                self._crashes.s3, self._crashes.bucket, self._crashes.prefix,
-                self._crashes.retry_seconds,
-            )
-            stored = reports.find(report_id)
+            stored = self._reports.find(report_id)
             if stored is not None:
                 self._crashes.put_crash(stored, processor.error_crash("WORKER_DIED", message))
         except Exception:
