@@ -9,7 +9,7 @@ from chalice import Chalice, Rate
 from chalicelib import (
     auth, bundle, config, crash_store, pages, pruning, report, store, submission, viewer, web,
 )
-from chalicelib.symbol_store import SymbolStore, sym_name, valid_module_id
+from chalicelib.symbol_store import SYMBOLS, SymbolStore, sym_name, valid_module_id
 from chalicelib.symbol_upload import accept_upload, complete_v2, upload_slot
 
 log = logging.getLogger("app")
@@ -59,12 +59,17 @@ def submit():
         web.body(request), web.headers(request), web.query(request), submission_limits()
     ) as sent:
         report_id = reports().put(sent)  # 200 only once the bucket holds it
-    for listener in report_stored:
-        try:
-            listener(report_id)  # queues and returns: processing never delays the answer
-        except Exception:
-            log.exception("report %s stored, but not queued for processing", report_id)
+    tell(report_stored, report_id)  # queues and returns: processing never delays the answer
     return web.text(report_id)
+
+
+def tell(listeners: list[Callable[..., None]], *args: str) -> None:
+    """Call each listener; one that fails is logged, never felt by the request."""
+    for listener in listeners:
+        try:
+            listener(*args)
+        except Exception:
+            log.exception("stored %s, but a listener failed", "/".join(args))
 
 
 # -- crash processing: off the ingest path, in a function of its own on AWS -----------
@@ -113,11 +118,7 @@ def uploader() -> str:
 def tell_symbols_stored(accepted: list) -> None:
     for item in accepted:
         if item.stored:
-            for listener in symbols_stored:
-                try:
-                    listener(item.debug_file, item.debug_id)
-                except Exception:
-                    log.exception("symbols stored, reports not queued for reprocessing")
+            tell(symbols_stored, item.debug_file, item.debug_id)
 
 
 @app.route("/symbols/upload", methods=["POST"], content_types=["*/*"])
@@ -175,7 +176,7 @@ def symbols_complete_upload(action):
 
 @app.on_s3_event(
     bucket=settings().bucket, events=["s3:ObjectCreated:*"],
-    prefix=settings().prefix + "symbols/", suffix=".sym",
+    prefix=settings().prefix + SYMBOLS, suffix=".sym",
 )
 def reprocess_for_symbols(event):
     """A symbol file stored: process again the reports that were processed without it.
@@ -251,11 +252,10 @@ def report_crash(report_id):
     """The processed crash as a file; 404 until the report is processed."""
     login()
     name = f"{report_id}.crash.json"
-    entry = next(crashes().iter_report_crashes(report_id), None) \
-        if report.is_report_id(report_id) else None
-    if entry is not None and too_big_to_send(entry.size):
-        return pages.redirect(crashes().download_url(entry, name))
-    crash = crashes().get_crash(report_id)
+    entries = list(crashes().iter_report_crashes(report_id))
+    if entries and too_big_to_send(entries[0].size):
+        return pages.redirect(crashes().download_url(entries[0], name))
+    crash = crashes().read_first(entries)
     if crash is None:
         raise store.ReportNotFound(f"{report_id} is not processed yet")
     return pages.download_json(crash, name)

@@ -143,7 +143,10 @@ class CrashStore(Bucket):
     # -- reading -------------------------------------------------------------------
 
     def iter_report_crashes(self, report_id: str) -> Iterator[CrashEntry]:
-        """The crash keys of one report (one normally, two while it is reprocessed)."""
+        """The crash keys of one report (one normally, two while it is reprocessed);
+        none for a malformed id."""
+        if not report.is_report_id(report_id):
+            return
         prefix = self.prefix + CRASHES + inverted(report_id) + "~"
         for item in self.list_items(prefix, page_size=10):
             entry = self._entry(item)
@@ -152,14 +155,16 @@ class CrashStore(Bucket):
 
     def get_crash(self, report_id: str) -> dict[str, Any] | None:
         """The processed crash JSON of a report, or None when it is not processed yet."""
-        if not report.is_report_id(report_id):
-            return None
-        for entry in self.iter_report_crashes(report_id):
+        return self.read_first(list(self.iter_report_crashes(report_id)))
+
+    def read_first(self, entries: list[CrashEntry]) -> dict[str, Any] | None:
+        """The crash JSON of the first of these entries still stored (a reprocessing may
+        have replaced one since its listing)."""
+        for entry in entries:
             try:
-                body = self.get_object(entry.key)["Body"].read()
+                return json.loads(self.get_object(entry.key)["Body"].read())
             except NotFound:
-                continue  # replaced by a reprocessing since the listing
-            return json.loads(body)
+                continue
         return None
 
     def crash_entries(self, report_ids: Iterable[str]) -> dict[str, CrashEntry]:
