@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import re
-import shutil
 import tempfile
 import threading
 import zipfile
@@ -80,16 +79,20 @@ class Accepted:
         return dataclasses.asdict(self)
 
 
-def spool(stream: BinaryIO, limit: int) -> IO[bytes]:
-    """Copy a stream to a temporary file, refusing it past `limit` bytes."""
+def spool(stream: IO[bytes], limit: int, name: str = "symbol file") -> IO[bytes]:
+    """Copy a stream to a temporary file, refusing it past `limit` bytes (counted as
+    read: a zip member's declared size may lie)."""
     copy = tempfile.TemporaryFile()
     size = 0
-    while chunk := stream.read(COPY_CHUNK):
-        size += len(chunk)
-        if size > limit:
-            copy.close()
-            raise SymbolTooLarge(f"symbol file larger than {limit // (1024 * 1024)} MiB")
-        copy.write(chunk)
+    try:
+        while chunk := stream.read(COPY_CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise SymbolTooLarge(f"{name} larger than {limit // (1024 * 1024)} MiB")
+            copy.write(chunk)
+    except BaseException:
+        copy.close()
+        raise
     copy.seek(0)
     return copy
 
@@ -230,31 +233,13 @@ def _extract(
     members: zipfile.ZipFile, entries: list[zipfile.ZipInfo], limit: int
 ) -> Iterator[tuple[zipfile.ZipInfo, IO[bytes]]]:
     for info in entries:
-        copy = tempfile.TemporaryFile()
         try:
             with members.open(info) as member:
-                # The declared size may lie: the copy is bounded by what it really holds.
-                shutil.copyfileobj(_Bounded(member, limit, info.filename), copy, COPY_CHUNK)
+                copy = spool(member, limit, info.filename)
         except (zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedError,
                 EOFError) as error:
-            copy.close()
             raise SymbolRejected(f"{info.filename}: unreadable zip member ({error})") from None
-        except BaseException:
-            copy.close()
-            raise
         yield info, copy
-
-
-class _Bounded:
-    def __init__(self, stream: IO[bytes], limit: int, name: str) -> None:
-        self.stream, self.left, self.name = stream, limit, name
-
-    def read(self, size: int = -1) -> bytes:
-        data = self.stream.read(COPY_CHUNK if size < 0 else size)
-        self.left -= len(data)
-        if self.left < 0:
-            raise SymbolTooLarge(f"{self.name}: larger than the symbol size limit")
-        return data
 
 
 # -- the three protocols ---------------------------------------------------------------
