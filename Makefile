@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help run test test-fast lint bench system-deps
+.PHONY: help run test test-fast lint bench bench-quick system-deps
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -31,8 +31,8 @@ test-fast: $(STAMP) ## the tests that need no Debian packages
 lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check .
 
-bench: $(STAMP) ## all benchmarks (see bench/README.md)
-	$(PY) -m bench.ingest
-	$(PY) -m bench.prune
-	$(PY) -m bench.index
-	$(PY) -m bench.processing
+bench: $(STAMP) ## every benchmark at full size, one table (see bench/README.md)
+	$(PY) -m bench
+
+bench-quick: $(STAMP) ## every benchmark at small sizes: a smoke run of `make bench`
+	$(PY) -m bench --quick
