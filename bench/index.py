@@ -164,7 +164,7 @@ def bench_one(server: Any, count: int, repeat: int, workers: int) -> list[dict[s
             auth_header = "Basic " + base64.b64encode(f"admin:{PASSWORD}".encode()).decode()
 
             def fetch(p: dict[str, str] = params) -> None:
-                answer = http.get(base + "/", params=p, timeout=30,
+                answer = http.get(base + "/reports", params=p, timeout=30,
                                   headers={"Authorization": auth_header})
                 answer.raise_for_status()
 
