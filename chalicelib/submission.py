@@ -1,18 +1,18 @@
 """A crash submission as Crashpad (or a Breakpad-style uploader) sends it.
 
 `parse_submission` turns the request body into a `Submission`: annotations, the minidump
-and attachments. It works in bounded steps: the body is inflated and parsed 64 KiB at a
-time and file parts are spooled to disk past 1 MiB, so a large dump or a gzip bomb never
-sits in memory more than once.
+and attachments. Memory is bounded per request whatever the input (docs/limits.md): the
+body is inflated and parsed 64 KiB at a time; file parts share one in-memory budget
+(MEMORY_BUDGET) and past it go to one temporary file per request, whatever the number of
+parts; their number (MAX_ATTACHMENTS) and the annotations' total size are capped.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
-import hashlib
+import io
 import re
-import tempfile
 import zlib
 from collections.abc import Iterator, Mapping
 from typing import BinaryIO
@@ -20,12 +20,14 @@ from typing import BinaryIO
 import multipart
 
 from chalicelib import minidump
+from chalicelib.spool import Spool
 
 DUMP_FIELD = "upload_file_minidump"
 CHUNK = 64 * 1024
-SPOOL_BYTES = 1024 * 1024
+MEMORY_BUDGET = 2 * 1024 * 1024  # file bytes one request keeps in memory, all parts together
+MAX_ATTACHMENTS = 128  # file parts besides the dump
+ANNOTATION_BYTES = 4 * 1024 * 1024  # all annotation values of one request together
 QUERY_FIELDS = ("product", "version", "guid")
-EXTRA_PARTS = 64  # file parts allowed beyond the annotation limit
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
@@ -63,6 +65,10 @@ class FilePart:
         self.content.seek(0)
         return self.content.read()
 
+    @property
+    def in_memory(self) -> bool:
+        return isinstance(self.content, io.BytesIO)
+
     def close(self) -> None:
         self.content.close()
 
@@ -94,6 +100,7 @@ class Limits:
     max_body_bytes: int
     max_annotations: int
     max_annotation_bytes: int
+    max_attachments: int = MAX_ATTACHMENTS
 
 
 def parse_submission(
@@ -126,7 +133,7 @@ def parse_submission(
         if not minidump.has_signature(dump.content.read(4)):
             raise MalformedSubmission("dump is not a minidump (no MDMP signature)")
     except SubmissionRejected:
-        _discard(files, None)
+        _discard(files)
         raise
     stem = dump.filename[:-4] if dump.filename.lower().endswith(".dmp") else ""
     query = query or {}
@@ -211,13 +218,16 @@ def _parse_parts(
 ) -> tuple[dict[str, str], list[FilePart]]:
     annotations: dict[str, str] = {}
     files: list[FilePart] = []
-    parser = multipart.PushMultipartParser(
-        boundary,
-        max_segment_count=limits.max_annotations + EXTRA_PARTS,
-        max_header_size=8192,
-    )
+    spool = Spool(MEMORY_BUDGET)
+    fields = _FieldSink.Total(min(ANNOTATION_BYTES, limits.max_annotations
+                                  * limits.max_annotation_bytes))
     sink: _FieldSink | _FileSink | None = None
     try:
+        parser = multipart.PushMultipartParser(
+            boundary,
+            max_segment_count=limits.max_annotations + limits.max_attachments + 1,
+            max_header_size=8192,
+        )
         for chunk in chunks:
             for event in parser.parse(chunk):
                 if isinstance(event, multipart.MultipartSegment):
@@ -226,9 +236,13 @@ def _parse_parts(
                             raise SubmissionTooLarge(
                                 f"more than {limits.max_annotations} annotations"
                             )
-                        sink = _FieldSink(event.name, limits.max_annotation_bytes)
+                        sink = _FieldSink(event.name, limits.max_annotation_bytes, fields)
                     else:
-                        sink = _FileSink(event.name, event.filename)
+                        if len(files) > limits.max_attachments:
+                            raise SubmissionTooLarge(
+                                f"more than {limits.max_attachments} attachments"
+                            )
+                        sink = _FileSink(event.name, event.filename, spool)
                 elif event is None:
                     if isinstance(sink, _FileSink):
                         files.append(sink.finish())
@@ -241,22 +255,22 @@ def _parse_parts(
         for _ in parser.parse(b""):
             pass
     except multipart.ParserLimitReached:
-        _discard(files, sink)
+        _discard(files)
         raise SubmissionTooLarge("too many parts or headers too large") from None
     except multipart.ParserError as error:
-        _discard(files, sink)
+        _discard(files)
         raise MalformedSubmission(f"malformed multipart body: {_one_line(error)}") from None
     except BaseException:
-        _discard(files, sink)
+        _discard(files)
         raise
+    finally:
+        spool.close()
     return annotations, files
 
 
-def _discard(files: list[FilePart], sink: object) -> None:
+def _discard(files: list[FilePart]) -> None:
     for part in files:
         part.close()
-    if isinstance(sink, _FileSink):
-        sink.content.close()
 
 
 def _one_line(error: Exception) -> str:
@@ -264,16 +278,29 @@ def _one_line(error: Exception) -> str:
 
 
 class _FieldSink:
-    def __init__(self, name: str, limit: int) -> None:
+    class Total:
+        """The annotation bytes one request may still send."""
+
+        def __init__(self, limit: int) -> None:
+            self.limit = limit
+            self.left = limit
+
+    def __init__(self, name: str, limit: int, total: Total) -> None:
         self.name = name
         self.limit = limit
+        self.total = total
         self.buffer = bytearray()
 
     def write(self, data: bytes) -> None:
         self.buffer += data
+        self.total.left -= len(data)
         if len(self.buffer) > self.limit:
             raise SubmissionTooLarge(
                 f"annotation larger than {self.limit // 1024} KiB"
+            )
+        if self.total.left < 0:
+            raise SubmissionTooLarge(
+                f"annotations larger than {self.total.limit // 1024} KiB together"
             )
 
     def finish(self) -> tuple[str, str]:
@@ -281,24 +308,19 @@ class _FieldSink:
 
 
 class _FileSink:
-    def __init__(self, field: str, filename: str) -> None:
+    def __init__(self, field: str, filename: str, spool: Spool) -> None:
         self.field = field
         self.filename = filename
-        self.content = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)
-        self.digest = hashlib.sha256()
-        self.size = 0
+        self.writer = spool.writer()
 
     def write(self, data: bytes) -> None:
-        self.content.write(data)
-        self.digest.update(data)
-        self.size += len(data)
+        self.writer.write(data)
 
     def finish(self) -> FilePart:
-        self.content.seek(0)
         return FilePart(
             field=self.field,
             filename=self.filename,
-            content=self.content,  # type: ignore[arg-type]
-            size=self.size,
-            sha256=self.digest.hexdigest(),
+            content=self.writer.finish(),
+            size=self.writer.size,
+            sha256=self.writer.digest.hexdigest(),
         )

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
+import hashlib
 import io
 
 import pytest
 
+from chalicelib import submission
 from chalicelib.submission import (
     Limits,
     MalformedSubmission,
@@ -161,7 +164,60 @@ def test_large_dump_is_spooled_to_disk() -> None:
     dump = forms.fake_dump(3 * 1024 * 1024)
     body, headers, _ = forms.crashpad_form(dump=dump, gzip=True)
     with parse(body, headers) as sub:
-        assert sub.dump.content._rolled  # type: ignore[attr-defined]
+        assert not sub.dump.in_memory
         assert sub.dump.read() == dump
 
 
+
+
+def test_parts_share_one_memory_budget_then_one_file() -> None:
+    parts = {f"p{i:02d}.bin": bytes([i]) * (1024 * 1024) for i in range(12)}
+    body, headers, _ = forms.crashpad_form(dump=forms.fake_dump(1000), attachments=parts)
+    with parse(body, headers, limits=dataclasses.replace(LIMITS, max_body_bytes=64 << 20)) as sub:
+        in_memory = [p.size for p in [sub.dump, *sub.attachments] if p.in_memory]
+        assert sum(in_memory) <= submission.MEMORY_BUDGET
+        # Files arrive sorted: p00 and p01 spend the budget, the rest and the dump spill.
+        assert in_memory == [1024 * 1024, 1024 * 1024]
+        assert not sub.dump.in_memory and sub.dump.read() == forms.fake_dump(1000)
+        on_disk = [p for p in [sub.dump, *sub.attachments] if not p.in_memory]
+        assert len(on_disk) == 11
+        assert len({id(p.content.raw.shared) for p in on_disk}) == 1
+        assert [(a.filename, a.read()) for a in sub.attachments] == list(parts.items())
+        shared = on_disk[0].content.raw.shared
+        assert not shared.file.closed
+    assert shared.file.closed
+
+
+def test_a_part_spilled_midway_keeps_its_bytes_in_order() -> None:
+    dump = forms.fake_dump(submission.MEMORY_BUDGET + 12345, seed=3)
+    body, headers, _ = forms.crashpad_form(dump=dump, attachments={"a.txt": b"after"})
+    with parse(body, headers) as sub:
+        assert not sub.dump.in_memory and sub.dump.read() == dump
+        assert sub.dump.sha256 == hashlib.sha256(dump).hexdigest()
+        assert sub.attachments[0].in_memory and sub.attachments[0].read() == b"after"
+        sub.dump.content.seek(4)
+        assert sub.dump.content.read(4) == dump[4:8]
+
+
+def test_too_many_attachments() -> None:
+    parts = {f"p{i}.txt": b"x" for i in range(6)}
+    body, headers, _ = forms.crashpad_form(attachments=parts)
+    with parse(body, headers, limits=dataclasses.replace(LIMITS, max_attachments=6)) as sub:
+        assert len(sub.attachments) == 6
+    parts["p6.txt"] = b"y"
+    body, headers, _ = forms.crashpad_form(attachments=parts)
+    with pytest.raises(SubmissionTooLarge, match="more than 6 attachments"):
+        parse(body, headers, limits=dataclasses.replace(LIMITS, max_attachments=6))
+    assert submission.Limits(1, 1, 1).max_attachments == submission.MAX_ATTACHMENTS == 128
+
+
+def test_annotations_together_are_bounded() -> None:
+    limits = Limits(max_body_bytes=64 << 20, max_annotations=512, max_annotation_bytes=65536)
+    fields = {f"a{i:03d}": "v" * 65000 for i in range(64)}
+    body, headers, _ = forms.crashpad_form(fields)
+    with parse(body, headers, limits=limits) as sub:
+        assert len(sub.annotations) == 64 + 1
+    fields.update({f"b{i:03d}": "v" * 65000 for i in range(2)})
+    body, headers, _ = forms.crashpad_form(fields)
+    with pytest.raises(SubmissionTooLarge, match="annotations larger than 4096 KiB together"):
+        parse(body, headers, limits=limits)
