@@ -274,8 +274,7 @@ def report_dump(report_id):
     stored, name = reports().get(report_id), f"{report_id}.dmp"
     if too_big_to_send(stored.meta["dump"]["size"]):
         return pages.redirect(reports().download_url(stored, None, name))
-    with reports().open_dump(stored) as dump:
-        return pages.download(dump.read(), name)
+    return pages.download_stream(reports().open_dump(stored), stored.meta["dump"]["size"], name)
 
 
 @app.route("/reports/{report_id}/attachments/{index}")
@@ -284,10 +283,10 @@ def report_attachment(report_id, index):
     login()
     stored, number = reports().get(report_id), viewer.attachment_index(index)
     name = viewer.attachment_filename(stored, number)
-    if too_big_to_send(viewer.attachment_meta(stored, number)["size"]):
+    size = viewer.attachment_meta(stored, number)["size"]
+    if too_big_to_send(size):
         return pages.redirect(reports().download_url(stored, number, name))
-    with reports().open_attachment(stored, number) as content:
-        return pages.download(content.read(), name)
+    return pages.download_stream(reports().open_attachment(stored, number), size, name)
 
 
 @app.route("/reports/{report_id}/bundle")
@@ -297,8 +296,8 @@ def report_bundle(report_id):
     stored = reports().get(report_id)
     if too_big_to_send(report.total_size(stored.meta)):
         raise web.TooLargeToSend("bundle too large to send here: download its parts one by one")
-    with bundle.build(reports(), stored) as archive:
-        return pages.download(archive.read(), bundle.name_for(stored.meta), "application/zip")
+    archive = bundle.build(reports(), stored)
+    return pages.download_stream(archive, None, bundle.name_for(stored.meta), "application/zip")
 
 
 @app.route("/api/crashes")
@@ -353,10 +352,10 @@ def symbol_file(debug_file, debug_id, name):
     if not valid_module_id(debug_file, debug_id) or name != sym_name(debug_file):
         raise store.ReportNotFound(name)
     body, size = symbols().open_sym(debug_file, debug_id)
-    with body:
-        if too_big_to_send(size):
-            return pages.redirect(symbols().sym_url(debug_file, debug_id))
-        return pages.download(body.read(), name)
+    if too_big_to_send(size):
+        body.close()
+        return pages.redirect(symbols().sym_url(debug_file, debug_id))
+    return pages.download_stream(body, size, name)
 
 
 @app.schedule(Rate(settings().prune_rate_minutes, unit=Rate.MINUTES))

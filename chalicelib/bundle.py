@@ -22,7 +22,7 @@ META_NAME = "metadata.json"
 ATTACHMENTS_DIR = "attachments/"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _PART_CHARS = 64
-_IN_MEMORY = 8 * 1024 * 1024
+_COPY_BYTES = 256 * 1024
 
 
 def safe_filename(name: str, fallback: str = "unknown", limit: int = 100) -> str:
@@ -43,15 +43,15 @@ def name_for(meta: Mapping[str, Any]) -> str:
 
 
 def build(reports: ReportStore, stored: StoredReport) -> IO[bytes]:
-    """The bundle zip, rewound, spooled to disk past 8 MiB (close it when done).
+    """The bundle zip in a temporary file, rewound (close it when done).
 
     Holds minidump.dmp, metadata.json and attachments/<NN>-<name>, streamed from the
-    bucket one object at a time.
+    bucket one object at a time, so memory stays small whatever the report's size.
     """
-    out = tempfile.SpooledTemporaryFile(max_size=_IN_MEMORY)
+    out = tempfile.TemporaryFile()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
         with reports.open_dump(stored) as source, archive.open(DUMP_NAME, "w") as target:
-            shutil.copyfileobj(source, target, 1024 * 1024)
+            shutil.copyfileobj(source, target, _COPY_BYTES)
         meta = json.dumps(stored.meta, ensure_ascii=False, indent=2, sort_keys=True)
         archive.writestr(META_NAME, meta)
         for index, item in enumerate(stored.attachments):
@@ -59,7 +59,7 @@ def build(reports: ReportStore, stored: StoredReport) -> IO[bytes]:
             with reports.open_attachment(stored, index) as source, archive.open(
                 name, "w"
             ) as target:
-                shutil.copyfileobj(source, target, 1024 * 1024)
+                shutil.copyfileobj(source, target, _COPY_BYTES)
     out.seek(0)
     return out
 

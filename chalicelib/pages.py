@@ -7,11 +7,13 @@ error.html, on the API a JSON object, with the status `web.status_for` gives.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json as jsonlib
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import jinja2
 from chalice import Response
@@ -115,6 +117,47 @@ def download(
         "X-Content-Type-Options": "nosniff",
     }
     return Response(body=data, status_code=200, headers=headers)
+
+
+class Streams(threading.local):
+    """Download streams handed from a view to the local server (one request per thread)."""
+
+    open: list[tuple[BinaryIO, int]] | None = None
+
+
+streams = Streams()
+
+
+@contextlib.contextmanager
+def stream_channel() -> Iterator[list[tuple[BinaryIO, int]]]:
+    """For the WSGI adapter: the downloads the view called within hands over as
+    (stream, size), for the adapter to send in chunks and close."""
+    streams.open = []
+    try:
+        yield streams.open
+    finally:
+        streams.open = None
+
+
+def download_stream(
+    body: BinaryIO, size: int | None, filename: str,
+    content_type: str = "application/octet-stream",
+) -> Response:
+    """A file to save, sent from a stream that this call owns (and closes).
+
+    Under the local server (within `stream_channel`) the stream goes to the server, which
+    sends it 64 KiB at a time; elsewhere (Lambda) it is read whole here, so callers keep
+    what they send there within DOWNLOAD_REDIRECT_MB. `size` None: a file, measured here.
+    """
+    if size is None:
+        size = body.seek(0, 2)
+        body.seek(0)
+    handed = streams.open
+    if handed is None:
+        with body:
+            return download(body.read(), filename, content_type)
+    handed.append((body, size))
+    return download(b"", filename, content_type)
 
 
 def download_json(data: Any, filename: str) -> Response:

@@ -5,7 +5,9 @@ chunked bodies, so the local run puts the same `app` behind waitress instead: th
 adapter turns a WSGI request into the API Gateway proxy event Lambda would get and the
 handler's answer back into a WSGI response. Unlike `chalice local` it passes the body
 as bytes (no base64 round trip), or as a stream when large so that a 100 MB dump
-is never held in memory, and keeps `app.current_request` per thread.
+is never held in memory, and keeps `app.current_request` per thread. Downloads go the
+other way the same: a view hands its S3 stream over (`pages.download_stream`) and the
+adapter sends it 64 KiB at a time, closing it at the end or when the client goes.
 """
 
 from __future__ import annotations
@@ -14,16 +16,17 @@ import base64
 import http
 import threading
 import urllib.parse
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, BinaryIO
 
 from chalice import Chalice
 from chalice.local import RouteMatcher
 
-from chalicelib import web
+from chalicelib import pages, web
 
 StartResponse = Callable[..., Any]
 INLINE_BODY_BYTES = 1024 * 1024  # larger bodies reach web.body() as a stream
+CHUNK = 64 * 1024
 
 
 def make_thread_safe(app: Chalice) -> None:
@@ -96,7 +99,9 @@ class ChaliceWSGI:
         }
         if not inline:
             event[web.BODY_STREAM] = _Limited(stream, length)
-        answer = self.app(event, None)
+        with pages.stream_channel() as handed:
+            answer = self.app(event, None)
+        stream = _pick(handed, answer["statusCode"])
         payload = answer.get("body") or b""
         if answer.get("isBase64Encoded"):
             payload = base64.b64decode(payload)
@@ -105,21 +110,61 @@ class ChaliceWSGI:
         response_headers = dict(answer.get("headers") or {})
         for name, values in (answer.get("multiValueHeaders") or {}).items():
             response_headers[name] = values
+        if stream is not None:
+            body = StreamBody(*stream)
+            self._start(start_response, 200, response_headers, body.size)
+            return body
         return self._reply(start_response, answer["statusCode"], response_headers, payload)
 
-    @staticmethod
+    @classmethod
     def _reply(
-        start_response: StartResponse, status: int, headers: dict[str, Any], payload: bytes
+        cls, start_response: StartResponse, status: int, headers: dict[str, Any], payload: bytes
     ) -> list[bytes]:
+        cls._start(start_response, status, headers, len(payload))
+        return [payload]
+
+    @staticmethod
+    def _start(
+        start_response: StartResponse, status: int, headers: dict[str, Any], length: int
+    ) -> None:
         pairs = []
         for name, value in headers.items():
             if name.lower() == "content-length":
                 continue
             for item in value if isinstance(value, list) else [value]:
                 pairs.append((name, str(item)))
-        pairs.append(("Content-Length", str(len(payload))))
+        pairs.append(("Content-Length", str(length)))
         start_response(f"{status} {http.HTTPStatus(status).phrase}", pairs)
-        return [payload]
+
+
+def _pick(handed: list[tuple[BinaryIO, int]], status: int) -> tuple[BinaryIO, int] | None:
+    """The stream to send: the view's last one, if the answer is a 200; the rest closed."""
+    chosen = handed.pop() if handed and status == 200 else None
+    for stream, _ in handed:
+        stream.close()
+    return chosen
+
+
+class StreamBody:
+    """A WSGI response body read from `stream` 64 KiB at a time; the server closes it
+    (at the end, or when the client disconnects), which closes the stream."""
+
+    def __init__(self, stream: BinaryIO, size: int) -> None:
+        self.stream = stream
+        self.size = size
+
+    def __iter__(self) -> Iterator[bytes]:
+        left = self.size
+        while left > 0:
+            chunk = self.stream.read(min(CHUNK, left))
+            if not chunk:
+                # Headers are gone: cutting the connection short is the only honest answer.
+                raise OSError(f"stored object ended {left} bytes early")
+            left -= len(chunk)
+            yield chunk
+
+    def close(self) -> None:
+        self.stream.close()
 
 
 def _headers(environ: dict[str, Any]) -> dict[str, str]:

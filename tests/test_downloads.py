@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import io
+import zipfile
+
 import pytest
 import requests
 from chalice.test import Client
 
+from chalicelib import web
 from tests.testlib import forms
 from tests.testlib.viewing import LOGIN, USERS
 
@@ -50,5 +54,34 @@ def test_a_bundle_too_large_to_send_is_refused_with_a_reason(app_env, moto_backe
     with Client(application.app) as client:
         report_id = client.http.post("/submit", body=body, headers=headers).body.decode()
         response = client.http.get(f"/reports/{report_id}/bundle", headers=LOGIN)
-    assert response.status_code == 501
+    # The status is web's to choose (its table in the README); the reason says what to do.
+    assert response.status_code == web.status_for(web.TooLargeToSend())
     assert b"download its parts one by one" in response.body
+
+
+@pytest.mark.seaweedfs
+def test_the_local_server_streams_dumps_attachments_and_bundles_whole(
+    live_servers, seaweed_backend
+) -> None:
+    servers = live_servers(seaweed_backend, VIEWER_USERS=USERS)
+    dump = forms.fake_dump(3 * 1024 * 1024 + 17, seed=5)
+    log = bytes(range(256)) * 5000
+    body, headers, query = forms.crashpad_form({"platform": "linux"}, dump=dump,
+                                               attachments={"app.log": log})
+    report_id = requests.post(servers.submit_url, data=body, headers=headers, params=query,
+                              timeout=30).text
+    base = f"{servers.viewer_url}/reports/{report_id}"
+    fetched = requests.get(f"{base}/dump", headers=LOGIN, timeout=30)
+    assert fetched.status_code == 200 and fetched.content == dump
+    assert fetched.headers["Content-Length"] == str(len(dump))
+    assert fetched.headers["Content-Disposition"] == f'attachment; filename="{report_id}.dmp"'
+    attachment = requests.get(f"{base}/attachments/0", headers=LOGIN, timeout=30)
+    assert attachment.content == log and attachment.headers["Content-Length"] == str(len(log))
+    zipped = requests.get(f"{base}/bundle", headers=LOGIN, timeout=30)
+    assert zipped.headers["Content-Type"] == "application/zip"
+    assert zipped.headers["Content-Length"] == str(len(zipped.content))
+    with zipfile.ZipFile(io.BytesIO(zipped.content)) as archive:
+        assert archive.read("minidump.dmp") == dump
+        assert archive.read("attachments/00-app.log") == log
+    refused = requests.get(f"{base}/dump", timeout=30)
+    assert refused.status_code == 401 and refused.content != dump

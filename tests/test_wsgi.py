@@ -5,10 +5,32 @@ from __future__ import annotations
 import io
 import threading
 
-from chalice import Chalice, Response
+import pytest
 
-from chalicelib import web
-from chalicelib.wsgi import INLINE_BODY_BYTES, ChaliceWSGI
+from chalice import Chalice, Response
+from chalice.test import Client
+
+from chalicelib import pages, web
+from chalicelib.wsgi import CHUNK, INLINE_BODY_BYTES, ChaliceWSGI
+
+DOWNLOAD = bytes(range(256)) * 1000 + b"end"
+
+
+class Tracked(io.BytesIO):
+    """A download stream that remembers the sizes asked of it and that it was closed."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.asked: list[int] = []
+        self.was_closed = False
+
+    def read(self, size: int | None = -1) -> bytes:
+        self.asked.append(size)
+        return super().read(size)
+
+    def close(self) -> None:
+        self.was_closed = True
+        super().close()
 
 
 def make_app() -> Chalice:
@@ -20,6 +42,15 @@ def make_app() -> Chalice:
         return Response(body=f"{value}:{len(data)}:{data[:8].hex()}", status_code=200,
                         headers={"Content-Type": "text/plain"})
 
+    @app.route("/download/{status}", methods=["GET"])
+    def download(status):
+        opened.append(Tracked(DOWNLOAD))
+        response = pages.download_stream(opened[-1], len(DOWNLOAD), "d.bin")
+        response.status_code = int(status)
+        return response
+
+    opened: list[Tracked] = []
+    app.opened = opened
     return app
 
 
@@ -70,3 +101,60 @@ def test_concurrent_requests_keep_their_own_bodies() -> None:
         thread.join()
     for n, texts in results.items():
         assert set(texts) == {f"{n}:{1000 + n}:{(bytes([n]) * 8).hex()}"}
+
+
+def stream_call(adapter: ChaliceWSGI, path: str):
+    seen = {}
+
+    def start_response(status, headers):
+        seen["status"], seen["headers"] = status, dict(headers)
+
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": "",
+               "HTTP_ACCEPT": "*/*", "wsgi.input": io.BytesIO()}
+    return seen, adapter(environ, start_response)
+
+
+def test_a_download_is_sent_from_its_stream_in_chunks_then_closed() -> None:
+    app = make_app()
+    seen, body = stream_call(ChaliceWSGI(app, lambda route: True, 10**9), "/download/200")
+    assert seen["status"] == "200 OK"
+    assert seen["headers"]["Content-Length"] == str(len(DOWNLOAD))
+    assert seen["headers"]["Content-Disposition"] == 'attachment; filename="d.bin"'
+    chunks = list(body)
+    assert b"".join(chunks) == DOWNLOAD
+    assert [len(c) for c in chunks] == [CHUNK] * 3 + [len(DOWNLOAD) - 3 * CHUNK]
+    assert max(app.opened[0].asked) == CHUNK
+    assert not app.opened[0].was_closed
+    body.close()  # what the server does at the end, or when the client goes
+    assert app.opened[0].was_closed
+
+
+def test_a_download_cut_short_by_the_client_closes_its_stream() -> None:
+    app = make_app()
+    _, body = stream_call(ChaliceWSGI(app, lambda route: True, 10**9), "/download/200")
+    assert next(iter(body)) == DOWNLOAD[:CHUNK]
+    body.close()
+    assert app.opened[0].was_closed and app.opened[0].asked == [CHUNK]
+
+
+def test_a_stream_that_ends_early_fails_rather_than_send_a_short_file() -> None:
+    app = make_app()
+    _, body = stream_call(ChaliceWSGI(app, lambda route: True, 10**9), "/download/200")
+    body.size += 1
+    with pytest.raises(OSError, match="ended 1 bytes early"):
+        list(body)
+
+
+def test_a_stream_of_an_answer_that_is_not_200_is_closed_unsent() -> None:
+    app = make_app()
+    seen, body = stream_call(ChaliceWSGI(app, lambda route: True, 10**9), "/download/404")
+    assert seen["status"] == "404 Not Found" and b"".join(body) == b""
+    assert app.opened[0].was_closed
+
+
+def test_outside_the_local_server_a_download_is_read_whole_and_closed() -> None:
+    app = make_app()
+    with Client(app) as client:
+        response = client.http.get("/download/200", headers={"Accept": "*/*"})
+    assert response.status_code == 200 and response.body == DOWNLOAD
+    assert app.opened[0].was_closed
