@@ -4,7 +4,12 @@
 under .local-data/, then serves app.py through waitress: /submit on
 SUBMIT_SERVER_PORT, every other route on REPORTS_SERVER_PORT. `chalice local` is not
 used because it reads Crashpad's chunked bodies as empty and runs no schedules.
-Ctrl-C stops everything.
+
+SIGTERM or Ctrl-C stops gracefully (docs/running.md): stop accepting, finish every
+request under way (at most STORAGE_RETRY_SECONDS + DRAIN_MARGIN_SECONDS), then stop the
+processing pool and the embedded S3. A second signal, a second or more after the first,
+cuts the drain short; the S3 is stopped either way. The listeners share their ports
+(chalicelib.serving), so a new run can start while the old one drains.
 """
 
 from __future__ import annotations
@@ -15,18 +20,23 @@ import logging
 import os
 import signal
 import threading
+import time
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
-
-import waitress
 
 from chalicelib import config, report
 from chalicelib.processing.worker import ProcessingPool
 from chalicelib.seaweed import SeaweedServer
+from chalicelib.serving import DrainingServer, listening_socket
 from chalicelib.wsgi import ChaliceWSGI
 
 log = logging.getLogger("localrun")
 SUBMIT_ROUTES = {"/submit"}
+# Covers the last S3 attempt a request may start within its retry budget (15 s read
+# timeout) and the time a client takes to send the rest of its body.
+DRAIN_MARGIN_SECONDS = 20
+EMBEDDED_S3_KEYS = ("local", "local")  # weed mini runs without auth; any pair is accepted
 
 
 def is_public(route: str) -> bool:
@@ -37,23 +47,100 @@ def is_public(route: str) -> bool:
     )
 
 
-def serve(app: object, cfg: config.Config, host: str = "127.0.0.1") -> list[object]:
-    """Start the submit and viewer servers in threads; returns them (call .close())."""
+def serve(app: object, cfg: config.Config, host: str = "127.0.0.1") -> list[DrainingServer]:
+    """Start the submit and viewer servers in threads; returns them (.drain(), .close()).
+
+    Raises OSError naming the port when one is held by a server that does not share it.
+    """
     body_limit = max(cfg.max_submission_bytes, cfg.max_symbol_bytes) + 1024 * 1024
-    servers = [
-        waitress.create_server(
-            ChaliceWSGI(app, is_public, body_limit),
-            host=host, port=cfg.submit_port, threads=16,
-            max_request_body_size=body_limit, channel_timeout=120, ident="crash-collector",
-        ),
-        waitress.create_server(
-            ChaliceWSGI(app, lambda r: not is_public(r), body_limit),
-            host=host, port=cfg.reports_port, threads=8, ident="crash-collector",
-        ),
+    plan = [
+        (cfg.submit_port, ChaliceWSGI(app, is_public, body_limit),
+         {"threads": 16, "max_request_body_size": body_limit, "channel_timeout": 120}),
+        (cfg.reports_port, ChaliceWSGI(app, lambda r: not is_public(r), body_limit),
+         {"threads": 8}),
     ]
+    sockets = []
+    try:
+        for port, _, _ in plan:
+            try:
+                sockets.append(listening_socket(host, port))
+            except OSError as error:
+                raise OSError(error.errno, f"port {port} on {host}: {error.strerror}") from None
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return [
+        DrainingServer(wsgi, sock, ident="crash-collector", **options).start()
+        for (_, wsgi, options), sock in zip(plan, sockets, strict=True)
+    ]
+
+
+def drain(servers: list[DrainingServer], seconds: float, hurry: Any = lambda: False) -> bool:
+    """Drain every server at once, for at most `seconds` or until `hurry()` is true, then
+    cut what is left. Returns True when every request under way was finished."""
     for server in servers:
-        threading.Thread(target=server.run, daemon=True).start()
-    return servers
+        server.drain()
+    started = time.monotonic()
+    noted = started
+    while not all(server.wait(0) for server in servers):
+        now = time.monotonic()
+        if hurry() or now - started > seconds:
+            receiving, running = map(sum, zip(*(s.under_way() for s in servers), strict=True))
+            log.warning("stopping now: cutting %d upload(s) being received and %d request(s)"
+                        " being answered", receiving, running)
+            for server in servers:
+                server.abort()
+            for server in servers:
+                server.wait(5)
+            return False
+        if now - noted >= 5:
+            noted = now
+            receiving, running = map(sum, zip(*(s.under_way() for s in servers), strict=True))
+            log.info("draining: %d being received, %d being answered (%.0f s left)",
+                     receiving, running, seconds - (now - started))
+        servers[0].wait(0.1)
+    log.info("drained in %.1f s", time.monotonic() - started)
+    return True
+
+
+class StopRequests:
+    """SIGINT and SIGTERM as timestamps the main thread polls. A handler that raises (the
+    default KeyboardInterrupt) can land inside the cleanup and skip stopping the S3."""
+
+    SAME_REQUEST_SECONDS = 1.0  # make passes a SIGTERM on to its child: the same request
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def install(self) -> StopRequests:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.times.append(time.monotonic())
+
+    def wait(self) -> None:
+        while not self.times:
+            time.sleep(0.1)
+
+    def again(self) -> bool:
+        """A second request to stop, not the first one delivered twice."""
+        return any(t - self.times[0] >= self.SAME_REQUEST_SECONDS for t in self.times[1:])
+
+
+def prepare_environment(environ: MutableMapping[str, str], s3_endpoint: str | None) -> None:
+    """Point the app's S3 client at the embedded S3 (`s3_endpoint`), or, when None (an
+    external S3), leave the credential chain alone: environment keys, AWS_PROFILE,
+    container or instance credentials all stay as they are."""
+    if s3_endpoint is None:
+        return
+    environ["AWS_ENDPOINT_URL_S3"] = s3_endpoint
+    environ["AWS_ACCESS_KEY_ID"], environ["AWS_SECRET_ACCESS_KEY"] = EMBEDDED_S3_KEYS
+    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        environ.pop(name, None)
+    environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 
 def attach_processing(application: Any, workers: int) -> ProcessingPool:
@@ -92,7 +179,7 @@ def run_schedule(
             pool.add_all(result.get("reprocess_ids", ()), again=True)
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=".local-data", help="where the embedded S3 keeps data")
     parser.add_argument(
@@ -100,29 +187,37 @@ def main() -> None:
         help="use the S3 at AWS_ENDPOINT_URL_S3 (or AWS) instead of starting SeaweedFS",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address the servers listen on")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--drain-seconds", type=float, default=None,
+        help="longest wait for requests under way on stop (default: STORAGE_RETRY_SECONDS"
+        f" + {DRAIN_MARGIN_SECONDS})",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     cfg = config.load()
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    stops = StopRequests().install()
+    drain_seconds = args.drain_seconds
+    if drain_seconds is None:
+        drain_seconds = cfg.storage_retry_seconds + DRAIN_MARGIN_SECONDS
     s3: SeaweedServer | None = None
-    if args.external_s3:
-        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3", "AWS S3")
-    else:
-        s3 = SeaweedServer(Path(args.data) / "s3", cfg.bucket, cfg.local_s3_port).start()
-        endpoint = os.environ["AWS_ENDPOINT_URL_S3"] = s3.endpoint
-    import app as application  # after the endpoint is set: the store reads it on first use
-
-    stop = threading.Event()
     try:
+        if not args.external_s3:
+            s3 = SeaweedServer(Path(args.data) / "s3", cfg.bucket, cfg.local_s3_port).start()
+        prepare_environment(os.environ, s3.endpoint if s3 is not None else None)
+        import app as application  # after the endpoint is set: the store reads it on first use
+
         application.reports().check_bucket()
         servers = serve(application.app, cfg, args.host)
     except Exception as error:
         if s3 is not None:
             s3.stop()
         raise SystemExit(f"cannot start: {error}") from None
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3", "AWS S3")
+    stop = threading.Event()
     pool = None
     if cfg.processing_workers > 0:
         pool = attach_processing(application, cfg.processing_workers)
@@ -131,7 +226,7 @@ def main() -> None:
         threading.Thread(
             target=run_schedule, args=(prune, cfg.prune_rate_minutes, stop, pool), daemon=True
         ).start()
-    where = f", data in {s3.data_dir}" if s3 is not None else ""
+    where = f", data in {s3.data_dir}, weed pid {s3.process.pid}" if s3 is not None else ""
     print(f"S3              {endpoint}  bucket {cfg.bucket}{where}")
     print(f"submit          http://{args.host}:{cfg.submit_port}/submit")
     print(f"viewer          http://{args.host}:{cfg.reports_port}/")
@@ -139,19 +234,20 @@ def main() -> None:
     if not cfg.viewer_users:
         print("viewer login    none set, so the viewer refuses to serve. Set one with:\n"
               "  export VIEWER_USERS=\"admin:$(python -m chalicelib.auth hash)\"")
-    print("Ctrl-C stops everything.")
+    print(f"Ctrl-C stops (finishing requests under way, at most {drain_seconds:.0f} s).",
+          flush=True)
     try:
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
+        stops.wait()
+        log.info("stopping: no new connections; finishing requests under way"
+                 " (Ctrl-C again to stop at once)")
+        drain(servers, drain_seconds, stops.again)
     finally:
         stop.set()
-        for server in servers:
-            server.close()
         if pool is not None:
             pool.stop()
         if s3 is not None:
             s3.stop()
+            log.info("embedded S3 stopped")
 
 
 if __name__ == "__main__":

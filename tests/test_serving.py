@@ -1,0 +1,141 @@
+"""The draining, port-sharing listeners (chalicelib.serving), in process, on loopback."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from chalicelib import serving
+from chalicelib.serving import DrainingServer, listening_socket
+
+
+def answering(name: bytes):
+    """A WSGI app that reads the body and answers `name` and the body's length."""
+
+    def app(environ, start_response):
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length)
+        payload = name + b" " + str(len(body)).encode()
+        start_response("200 OK", [("Content-Length", str(len(payload)))])
+        return [payload]
+
+    return app
+
+
+def request(port: int, body: bytes = b"", keep_alive: bool = False) -> bytes:
+    connection = "keep-alive" if keep_alive else "close"
+    return (f"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: {len(body)}\r\n"
+            f"Connection: {connection}\r\n\r\n").encode() + body
+
+
+def read_answer(sock: socket.socket, timeout: float = 10) -> bytes:
+    sock.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length")))
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
+@pytest.fixture
+def servers():
+    started: list[DrainingServer] = []
+
+    def make(name: bytes, port: int = 0) -> DrainingServer:
+        server = DrainingServer(answering(name), listening_socket("127.0.0.1", port), threads=4)
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.close()
+
+
+def test_connections_waiting_in_the_backlog_are_served_not_reset(servers) -> None:
+    """The loop has not accepted anything yet: all 40 connections sit in the kernel's
+    accept queue, their requests sent, when the drain begins."""
+    server = servers(b"A")
+    clients = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(40)]
+    for n, client in enumerate(clients):
+        client.sendall(request(server.port, b"x" * n))
+    server.drain()
+    server.start()
+    answers = [read_answer(client) for client in clients]
+    assert [a.split(b"\r\n")[0] for a in answers] == [b"HTTP/1.1 200 OK"] * 40
+    assert [a.rsplit(b"\r\n\r\n", 1)[1] for a in answers] == [
+        b"A %d" % n for n in range(40)
+    ]
+    assert server.wait(5)
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", server.port), timeout=2)
+    for client in clients:
+        client.close()
+
+
+def test_a_second_listener_on_the_port_takes_every_new_connection(servers) -> None:
+    old = servers(b"old").start()
+    new = servers(b"new", old.port).start()
+    seen = []
+    for _ in range(30):
+        with socket.create_connection(("127.0.0.1", old.port)) as client:
+            client.sendall(request(old.port))
+            seen.append(read_answer(client).rsplit(b"\r\n\r\n", 1)[1])
+    assert seen == [b"new 0"] * 30
+    old.drain()
+    assert old.wait(5)
+    assert not new.wait(0)
+    with socket.create_connection(("127.0.0.1", old.port)) as client:
+        client.sendall(request(old.port, b"abc"))
+        assert read_answer(client).endswith(b"\r\n\r\nnew 3")
+
+
+def test_drain_waits_for_a_body_still_being_sent(servers) -> None:
+    server = servers(b"A").start()
+    body = bytes(range(256)) * 400
+    with socket.create_connection(("127.0.0.1", server.port)) as client:
+        client.sendall(request(server.port, body, keep_alive=True)[: 200 + len(body) // 2])
+        time.sleep(0.3)
+        server.drain()
+        assert not server.wait(1.5)  # longer than IDLE_GRACE_SECONDS: still receiving
+        client.sendall(request(server.port, body, keep_alive=True)[200 + len(body) // 2:])
+        answer = read_answer(client)
+        assert answer.startswith(b"HTTP/1.1 200 OK")
+        assert b"\r\nConnection: close\r\n" in answer  # asked keep-alive, told close
+        assert answer.endswith(b"A 102400")
+        assert server.wait(3)
+        assert client.recv(10) == b""
+
+
+def test_idle_keep_alive_connection_is_closed_and_does_not_hold_the_drain(servers) -> None:
+    server = servers(b"A").start()
+    with socket.create_connection(("127.0.0.1", server.port)) as client:
+        client.sendall(request(server.port, b"hi", keep_alive=True))
+        answer = read_answer(client)
+        assert b"Connection: close" not in answer and answer.endswith(b"A 2")
+        started = time.monotonic()
+        server.drain()
+        assert server.wait(serving.IDLE_GRACE_SECONDS + 2)
+        assert time.monotonic() - started < serving.IDLE_GRACE_SECONDS + 1
+        client.settimeout(2)
+        assert client.recv(10) == b""
+
+
+def test_a_port_held_by_a_server_that_does_not_share_it_is_refused() -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        with pytest.raises(OSError) as caught:
+            listening_socket("127.0.0.1", holder.getsockname()[1])
+    assert "in use" in str(caught.value)
