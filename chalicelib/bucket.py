@@ -2,8 +2,11 @@
 
 The report store (store.py) and the crash store (crash_store.py) each own a part of
 the key layout; this is the S3 plumbing they share. Every call retries transient
-failures with backoff for retry_seconds, then raises StoreUnavailable; a missing key
-raises NotFound; any other refusal raises StoreError.
+failures (timeouts, refused connections, S3 5xx and throttling) with backoff, and no
+attempt starts past the caller's deadline, so a request's storage ends within its retry
+budget plus one attempt's connect and read timeouts; then StoreUnavailable. A missing
+key raises NotFound. A refusal retrying cannot fix (AccessDenied, NoSuchBucket, no
+credentials, a malformed request) raises StoreRefused at once, naming S3's error code.
 
 IAM: s3:PutObject, s3:GetObject, s3:ListBucket, s3:DeleteObject on the bucket.
 """
@@ -23,7 +26,16 @@ import boto3
 import botocore.session
 import botocore.utils
 from botocore.config import Config as BotoConfig
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    CredentialRetrievalError,
+    HTTPClientError,
+    IncompleteReadError,
+)
+from botocore.exceptions import ConnectionError as S3ConnectionError
+
+from chalicelib import config
 
 log = logging.getLogger("store")
 
@@ -31,15 +43,30 @@ DELETE_BATCH = 1000
 LIST_PAGE = 1000
 # 409: a conditional PUT raced another write of the same key (S3 asks to retry it).
 _RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
+# S3 sends these with a 400 or 503: the request may succeed when sent again.
+_RETRYABLE_CODES = {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable"}
+# Network trouble and a metadata service that did not answer pass; any other botocore
+# error (no credentials, an invalid parameter, no region) happens again every time.
+_TRANSIENT_BOTO = (
+    S3ConnectionError, HTTPClientError, IncompleteReadError, CredentialRetrievalError
+)
 T = TypeVar("T")
 
 
 class StoreError(Exception):
-    """The bucket refused an operation for a reason retrying will not fix."""
+    """Storage failed; the subclasses say whether waiting can help."""
 
 
 class StoreUnavailable(StoreError):
-    """The bucket kept failing for the whole retry budget."""
+    """The bucket kept failing for the whole retry budget: it may work later."""
+
+
+class StoreRefused(StoreError):
+    """S3 refused for a reason retrying will not fix (the deployment needs fixing).
+
+    The message names S3's error code and the operation, never S3's own text: that
+    can name the account and role, and the public /submit answer carries it.
+    """
 
 
 class PreconditionFailed(StoreError):
@@ -70,12 +97,15 @@ def s3_client(**kwargs: Any) -> Any:
     return boto3.Session(botocore_session=session).client("s3", **kwargs)
 
 
-def default_client() -> Any:
-    """The client the app uses: short timeouts, our own retries, path-style addressing."""
+def default_client(cfg: config.Config | None = None) -> Any:
+    """The client the app uses: our own retries, path-style addressing, and the
+    S3_CONNECT_TIMEOUT_SECONDS and S3_READ_TIMEOUT_SECONDS of cfg (default: the
+    environment's), which bound each attempt (see Config.storage_seconds)."""
+    cfg = cfg or config.load()
     return s3_client(
         config=BotoConfig(
-            connect_timeout=3,
-            read_timeout=15,  # a hung S3 must not outlast Crashpad's 60 s timeout
+            connect_timeout=cfg.s3_connect_timeout,
+            read_timeout=cfg.s3_read_timeout,
             max_pool_connections=32,
             retries={"total_max_attempts": 1, "mode": "standard"},
             request_checksum_calculation="when_required",
@@ -170,26 +200,54 @@ class Bucket:
         return deleted
 
     def retrying(self, deadline: float, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run one S3 call, retrying transient failures with backoff until deadline."""
+        """Run one S3 call, retrying transient failures with backoff.
+
+        No attempt starts at or after deadline (a caller's later calls share it), so
+        the call ends by deadline plus one attempt's timeouts. Raises StoreUnavailable
+        when the time runs out, StoreRefused, NotFound or PreconditionFailed at once.
+        """
         attempt = 0
+        failure: Exception | None = None
         while True:
+            if time.monotonic() >= deadline:
+                raise StoreUnavailable(
+                    f"storage unavailable: {failure or 'the retry budget ran out'}"
+                ) from failure
             try:
                 return call(*args, **kwargs)
             except ClientError as error:
-                status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-                code = error.response.get("Error", {}).get("Code", "")
-                if status == 412 or code == "PreconditionFailed":
-                    raise PreconditionFailed(f"S3 precondition failed: {error}") from None
-                if status == 404 or code in ("NoSuchKey", "404", "NotFound"):
-                    raise NotFound(f"S3 object or bucket not found: {error}") from None
-                if status not in _RETRYABLE_STATUS and code not in ("SlowDown", "RequestTimeout"):
-                    raise StoreError(f"S3 {code or status}: {error}") from error
-                failure: Exception = error
+                failure = _transient(error, getattr(call, "__name__", "S3 call"))
             except BotoCoreError as error:
+                if not isinstance(error, _TRANSIENT_BOTO):
+                    log.error("S3 call failed for good: %s", error)
+                    raise StoreRefused(
+                        f"storage refused: {type(error).__name__} (see the server log)"
+                    ) from error
                 failure = error
             attempt += 1
             pause = min(2.0, 0.05 * 2**attempt) * (0.5 + random.random() / 2)
-            if time.monotonic() + pause > deadline:
+            if time.monotonic() + pause >= deadline:
                 raise StoreUnavailable(f"storage unavailable: {failure}") from failure
             log.warning("S3 call failed (attempt %d), retrying: %s", attempt, failure)
             time.sleep(pause)
+
+
+def _transient(error: ClientError, operation: str) -> ClientError:
+    """The error itself if retrying may help; raises what it means otherwise."""
+    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    code = error.response.get("Error", {}).get("Code", "")
+    operation = error.operation_name or operation
+    if status == 412 or code == "PreconditionFailed":
+        raise PreconditionFailed(f"S3 precondition failed: {error}") from None
+    if code == "NoSuchBucket":
+        log.error("S3 refused %s for good: %s", operation, error)
+        raise StoreRefused(f"storage refused: S3 NoSuchBucket on {operation}, the bucket"
+                           " was not found") from None
+    if status == 404 or code in ("NoSuchKey", "404", "NotFound"):
+        raise NotFound(f"S3 object or bucket not found: {error}") from None
+    if status in _RETRYABLE_STATUS or code in _RETRYABLE_CODES:
+        return error
+    log.error("S3 refused %s for good: %s", operation, error)
+    raise StoreRefused(
+        f"storage refused: S3 {code or 'error'} ({status}) on {operation} (see the server log)"
+    ) from error

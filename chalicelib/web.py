@@ -1,7 +1,8 @@
 """The HTTP edge: request bodies in, responses out, domain errors to status codes.
 
-Only this module knows status codes. Views are wrapped in `translate_errors`, because
-Chalice turns exceptions into responses before any middleware sees them.
+Only this module knows status codes (the README's status table lists them). Views are
+wrapped in `translate_errors`, because Chalice turns exceptions into responses before
+any middleware sees them.
 """
 
 from __future__ import annotations
@@ -13,15 +14,21 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, BinaryIO
 
-from chalice import Response
-from chalice.app import Request
+from chalice import Chalice, Response
+from chalice.app import CaseInsensitiveMapping, Request
 
-from chalicelib import auth, store, submission, symbol_store, symbol_upload, viewer
+from chalicelib import auth, bucket, store, submission, symbol_store, symbol_upload, viewer
 
 log = logging.getLogger(__name__)
 
+
 class TooLargeToSend(Exception):
-    """A download larger than this deployment can answer (Lambda stops at 6 MB)."""
+    """A download larger than this deployment can answer (Lambda stops at 6 MB).
+
+    403: the request is understood and refused, for a reason no credentials and no
+    retry will change; the message says what to fetch instead. Not 501 (the route is
+    implemented), not 413 (that is about the request's own body).
+    """
 
 
 # Most specific first: subclasses before their bases.
@@ -38,9 +45,10 @@ ERROR_STATUS: list[tuple[type[BaseException], int]] = [
     (symbol_upload.UploadsBusy, 503),
     (symbol_store.SymbolNotFound, 404),
     (store.ReportNotFound, 404),
-    (store.StoreUnavailable, 503),
-    (store.StoreError, 503),
-    (TooLargeToSend, 501),
+    (bucket.StoreUnavailable, 503),  # the bucket kept failing: retry later
+    (bucket.StoreRefused, 500),  # AccessDenied, NoSuchBucket...: the deployment needs fixing
+    (bucket.StoreError, 500),
+    (TooLargeToSend, 403),
 ]
 
 
@@ -130,3 +138,36 @@ translate_errors = translating(
     lambda status, message, headers: text(message + "\n", status, headers)
 )
 translate_errors.__doc__ = "Turn the domain's exceptions into one-line text replies."
+
+
+ANY_TYPE = "*/*"
+
+
+def accept_any_type(app: Chalice) -> None:
+    """Answer a request without an Accept header as HTTP says: any type will do.
+
+    Chalice refuses a binary answer (400) unless the request's Accept names its type,
+    and API Gateway (REST, Lambda proxy) decodes a base64 answer only when the first
+    type of the request's Accept is among the API's binaryMediaTypes; the one entry that
+    matches whatever a client sends, or leaves out, is */*. So this adds */* to the
+    binary types (Chalice deploys them as binaryMediaTypes, and then base64-encodes
+    every answer, which the gateway and the local server decode), and installs an HTTP
+    middleware that fills in `Accept: */*` when a request has none and hands Chalice
+    text bodies as UTF-8 bytes (it base64-encodes only bytes). Idempotent.
+    """
+    if ANY_TYPE not in app.api.binary_types:
+        app.api.binary_types.append(ANY_TYPE)
+    if not any(func is any_type_middleware for func, _ in app.middleware_handlers):
+        app.register_middleware(any_type_middleware, "http")
+
+
+def any_type_middleware(
+    request: Request | None, get_response: Callable[[Request | None], Response]
+) -> Response:
+    """See accept_any_type."""
+    if request is not None and not request.headers.get("accept", "").strip():
+        request.headers = CaseInsensitiveMapping({**request.headers, "accept": ANY_TYPE})
+    response = get_response(request)
+    if isinstance(response.body, str):
+        response.body = response.body.encode()
+    return response

@@ -59,6 +59,19 @@ def test_chalice_config_uses_known_settings_and_a_least_privilege_policy() -> No
     assert stage["lambda_functions"]["prune"]["lambda_timeout"] == 900
 
 
+def test_the_aws_stage_answers_a_failing_bucket_before_api_gateway_does() -> None:
+    """The stage's budget and S3 timeouts pass the same check the functions run at start."""
+    from chalicelib.config import GATEWAY_SECONDS, Config
+
+    cfg = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    env = {**cfg["environment_variables"], "AWS_LAMBDA_FUNCTION_NAME": "crash-collector-dev"}
+    settings = Config.from_env(env)
+    assert settings.storage_seconds == 12 + 2 + 10
+    assert settings.answer_seconds < GATEWAY_SECONDS
+    assert settings.orphan_grace_seconds >= settings.orphan_floor_seconds
+    assert cfg["stages"]["dev"]["lambda_timeout"] > settings.answer_seconds
+
+
 def test_bucket_template_blocks_public_access() -> None:
     template = yaml.load((ROOT / "infra" / "bucket.yaml").read_text(), Loader=_CfnLoader)
     bucket = template["Resources"]["ReportsBucket"]
