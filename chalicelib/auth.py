@@ -7,6 +7,11 @@ VIEWER_USERS holds `user:hash` pairs separated by commas; each hash reads
 The viewer is private by default: with no logins configured it refuses to serve
 (ViewerNotConfigured) rather than serving openly. Crash reports hold memory of the
 crashed process, so they are never public; /submit stays open for Crashpad.
+
+Each check runs PBKDF2 (about 0.3 s of CPU by default), so wrong logins are bounded
+(docs/limits.md): a header that just failed fails again from a cache, without hashing,
+and each kind of login (viewer, symbol upload key) hashes one check at a time, a
+request waiting at most HASH_WAIT_SECONDS for its turn.
 """
 
 from __future__ import annotations
@@ -21,12 +26,18 @@ import logging
 import secrets
 import sys
 import threading
+import time
 from collections import OrderedDict
 
 ALGORITHM = "pbkdf2_sha256"
 DEFAULT_ITERATIONS = 600_000
 CHALLENGE = 'Basic realm="crash reports", charset="UTF-8"'
 _CACHE_SIZE = 256
+FAILURE_CACHE_SIZE = 4096
+FAILURE_SECONDS = 60  # a header that failed fails from the cache this long
+HASH_SLOTS = 1  # PBKDF2 checks at once, per kind of login
+HASH_WAIT_SECONDS = 5.0
+_CACHE_SECRET = secrets.token_bytes(32)  # cache keys are useless outside this process
 
 
 class Unauthorized(Exception):
@@ -37,6 +48,12 @@ class Unauthorized(Exception):
 
 class ViewerNotConfigured(Exception):
     """No usable login is configured, so the viewer refuses to serve at all."""
+
+
+class LoginsBusy(ViewerNotConfigured):
+    """Too many logins are being checked at once: retry shortly (503, like its base)."""
+
+    headers = {"Retry-After": "5"}
 
 
 def hash_password(
@@ -100,21 +117,21 @@ def parse_users(spec: str) -> dict[str, str]:
     return users
 
 
-class _VerifiedCache:
-    """Recently verified Authorization headers, so one page's requests pay PBKDF2 once.
+def _cache_key(spec: str, header: str) -> bytes:
+    """A keyed hash of (configuration, header): a changed configuration or password
+    misses, and no password is kept in memory in the clear."""
+    return hmac.new(_CACHE_SECRET, f"{spec}\0{header}".encode(), hashlib.sha256).digest()
 
-    Keys are sha256 of (VIEWER_USERS, header): a changed configuration or password
-    misses, and no password is kept in memory in the clear.
-    """
+
+class _VerifiedCache:
+    """Recently verified Authorization headers, so one page's requests pay PBKDF2 once."""
 
     def __init__(self, size: int) -> None:
         self.size = size
         self.entries: OrderedDict[bytes, str] = OrderedDict()
         self.lock = threading.Lock()
 
-    @staticmethod
-    def key(spec: str, header: str) -> bytes:
-        return hashlib.sha256(f"{spec}\0{header}".encode()).digest()
+    key = staticmethod(_cache_key)
 
     def get(self, key: bytes) -> str | None:
         with self.lock:
@@ -135,22 +152,57 @@ class _VerifiedCache:
             self.entries.clear()
 
 
+class _FailureCache:
+    """Headers that failed within the last `seconds`, at most `size` (oldest go first)."""
+
+    def __init__(self, size: int, seconds: float) -> None:
+        self.size = size
+        self.seconds = seconds
+        self.until: OrderedDict[bytes, float] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def __contains__(self, key: bytes) -> bool:
+        with self.lock:
+            until = self.until.get(key)
+            if until is not None and until < time.monotonic():
+                del self.until[key]
+                until = None
+            return until is not None
+
+    def add(self, key: bytes) -> None:
+        with self.lock:
+            self.until[key] = time.monotonic() + self.seconds
+            self.until.move_to_end(key)
+            while len(self.until) > self.size:
+                self.until.popitem(last=False)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.until.clear()
+
+
 verified = _VerifiedCache(_CACHE_SIZE)
+failed = _FailureCache(FAILURE_CACHE_SIZE, FAILURE_SECONDS)
+_hashing = {"viewer": threading.BoundedSemaphore(HASH_SLOTS),
+            "uploads": threading.BoundedSemaphore(HASH_SLOTS)}
 
 
-def require_viewer(authorization: str | None, users_spec: str) -> str:
+def require_viewer(authorization: str | None, users_spec: str, kind: str = "viewer") -> str:
     """The logged-in user's name.
 
-    Raises ViewerNotConfigured when VIEWER_USERS is empty or malformed, and
-    Unauthorized when the Authorization header is missing, malformed or wrong.
+    Raises ViewerNotConfigured when VIEWER_USERS is empty or malformed, Unauthorized
+    when the Authorization header is missing, malformed or wrong, and LoginsBusy when
+    no check could start within HASH_WAIT_SECONDS.
     """
     users = parse_users(users_spec)
     if not authorization:
         raise Unauthorized("login required")
-    cache_key = verified.key(users_spec, authorization)
+    cache_key = _cache_key(users_spec, authorization)
     known = verified.get(cache_key)
     if known is not None:
         return known
+    if cache_key in failed:
+        raise Unauthorized("wrong user name or password")
     scheme, _, token = authorization.strip().partition(" ")
     if scheme.lower() != "basic":
         raise Unauthorized("login required (HTTP Basic)")
@@ -162,9 +214,22 @@ def require_viewer(authorization: str | None, users_spec: str) -> str:
     if not sep:
         raise Unauthorized("malformed credentials")
     encoded = users.get(user)
-    # An unknown name is still checked against some hash: it takes as long as a known one.
-    matches = verify_password(password, encoded or next(iter(users.values())))
+    slot = _hashing[kind]
+    if not slot.acquire(timeout=HASH_WAIT_SECONDS):
+        raise LoginsBusy("too many logins being checked at once: retry in a few seconds")
+    try:
+        # The same header may have been checked while this one waited.
+        known = verified.get(cache_key)
+        if known is not None:
+            return known
+        if cache_key in failed:
+            raise Unauthorized("wrong user name or password")
+        # An unknown name is still checked against some hash: it takes as long as a known one.
+        matches = verify_password(password, encoded or next(iter(users.values())))
+    finally:
+        slot.release()
     if encoded is None or not matches:
+        failed.add(cache_key)
         raise Unauthorized("wrong user name or password")
     verified.add(cache_key, user)
     return user
@@ -189,7 +254,9 @@ def require_uploader(authorization: str | None, key: str | None, keys_spec: str)
     if key and not authorization:
         authorization = "Basic " + base64.b64encode(key.encode()).decode()
     try:
-        return require_viewer(authorization, keys_spec)
+        return require_viewer(authorization, keys_spec, "uploads")
+    except LoginsBusy:
+        raise
     except ViewerNotConfigured:
         raise UploadsNotConfigured(
             "SYMBOL_UPLOAD_KEYS is malformed: name:hash pairs separated by commas"

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import hashlib
 import json
 import re
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 import requests
@@ -31,8 +34,10 @@ def users(**passwords: str) -> str:
 @pytest.fixture(autouse=True)
 def empty_cache():
     auth.verified.clear()
+    auth.failed.clear()
     yield
     auth.verified.clear()
+    auth.failed.clear()
 
 
 def test_hash_round_trip_and_format() -> None:
@@ -101,6 +106,7 @@ def test_passwords_may_hold_colons_and_non_ascii() -> None:
 
 def test_verified_headers_are_cached_so_pbkdf2_runs_once(monkeypatch) -> None:
     spec, rotated = users(admin=PASSWORD), users(admin="rotated")
+    now_right = users(admin="nope")
     calls = []
     real = hashlib.pbkdf2_hmac
     monkeypatch.setattr(auth.hashlib, "pbkdf2_hmac",
@@ -109,17 +115,23 @@ def test_verified_headers_are_cached_so_pbkdf2_runs_once(monkeypatch) -> None:
     for _ in range(5):
         assert auth.require_viewer(header, spec) == "admin"
     assert len(calls) == 1
-    # Failures are never cached: each wrong try pays the full hash.
+    # A repeated wrong header fails from the cache; another wrong password pays the hash.
     for _ in range(3):
-        with pytest.raises(auth.Unauthorized):
+        with pytest.raises(auth.Unauthorized, match="wrong user name or password"):
             auth.require_viewer(basic("admin", "nope"), spec)
-    assert len(calls) == 4
-    # Another configuration (a changed password) misses the cache.
+    assert len(calls) == 2
+    with pytest.raises(auth.Unauthorized):
+        auth.require_viewer(basic("admin", "nope2"), spec)
+    assert len(calls) == 3
+    # Another configuration (a changed password) misses both caches.
     with pytest.raises(auth.Unauthorized):
         auth.require_viewer(header, rotated)
+    assert len(calls) == 4
+    assert auth.require_viewer(basic("admin", "nope"), now_right) == "admin"
     assert len(calls) == 5
     # No password is kept in the clear.
     assert all(PASSWORD.encode() not in key for key in auth.verified.entries)
+    assert all(b"nope" not in key for key in auth.failed.until)
 
 
 def test_the_cache_is_bounded() -> None:
@@ -127,6 +139,92 @@ def test_the_cache_is_bounded() -> None:
     for number in range(auth._CACHE_SIZE + 40):
         auth.verified.add(auth.verified.key(spec, f"header {number}"), "admin")
     assert len(auth.verified.entries) == auth._CACHE_SIZE
+
+
+def test_failures_are_cached_briefly_and_boundedly(monkeypatch) -> None:
+    spec, now = users(admin=PASSWORD), [1000.0]
+    monkeypatch.setattr(auth.time, "monotonic", lambda: now[0])
+    calls = []
+    real = hashlib.pbkdf2_hmac
+    monkeypatch.setattr(auth.hashlib, "pbkdf2_hmac",
+                        lambda *args: calls.append(1) or real(*args))
+    for _ in range(2):
+        with pytest.raises(auth.Unauthorized):
+            auth.require_viewer(basic("admin", "wrong"), spec)
+    assert len(calls) == 1
+    now[0] += auth.FAILURE_SECONDS + 1
+    with pytest.raises(auth.Unauthorized):
+        auth.require_viewer(basic("admin", "wrong"), spec)
+    assert len(calls) == 2
+    for number in range(auth.FAILURE_CACHE_SIZE + 10):
+        auth.failed.add(auth.verified.key(spec, f"header {number}"))
+    assert len(auth.failed.until) == auth.FAILURE_CACHE_SIZE
+    assert auth.verified.key(spec, "header 9") not in auth.failed
+    assert auth.verified.key(spec, "header 10") in auth.failed
+
+
+def slow_hashing(monkeypatch, seconds: float) -> dict[str, int]:
+    """pbkdf2_hmac made slow, counting how many run at once (and the most ever)."""
+    seen = {"now": 0, "most": 0, "calls": 0}
+    lock = threading.Lock()
+    real = hashlib.pbkdf2_hmac
+
+    def counting(*args):
+        with lock:
+            seen["now"] += 1
+            seen["calls"] += 1
+            seen["most"] = max(seen["most"], seen["now"])
+        time.sleep(seconds)
+        with lock:
+            seen["now"] -= 1
+        return real(*args)
+
+    monkeypatch.setattr(auth.hashlib, "pbkdf2_hmac", counting)
+    return seen
+
+
+def test_concurrent_checks_hash_one_at_a_time_and_duplicates_wait_for_the_first(
+    monkeypatch,
+) -> None:
+    spec = users(admin=PASSWORD)
+    seen = slow_hashing(monkeypatch, 0.05)
+    headers = [basic("admin", f"wrong {n % 4}") for n in range(16)]
+
+    def check(header: str) -> str:
+        try:
+            return auth.require_viewer(header, spec)
+        except auth.Unauthorized as error:
+            return str(error)
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(check, headers))
+    assert answers == ["wrong user name or password"] * 16
+    assert seen["most"] == 1 and seen["calls"] == 4
+
+
+def test_waiting_for_a_check_is_bounded(monkeypatch, app_env, moto_backend) -> None:
+    spec = users(admin=PASSWORD)
+    monkeypatch.setattr(auth, "HASH_WAIT_SECONDS", 0.05)
+    assert auth._hashing["viewer"].acquire()
+    try:
+        started = time.monotonic()
+        with pytest.raises(auth.LoginsBusy, match="retry in a few seconds"):
+            auth.require_viewer(basic("admin", PASSWORD), spec)
+        assert time.monotonic() - started < 1
+        # Upload keys hash in their own slot: a flood of wrong viewer logins does not stop them.
+        assert auth.require_uploader(basic("ci", "key"), None, users(ci="key")) == "ci"
+        application = app_env(moto_backend, VIEWER_USERS=spec)
+        with Client(application.app) as client:
+            response = client.http.get("/reports", headers={"Authorization": basic("admin", "x")})
+        assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    finally:
+        auth._hashing["viewer"].release()
+    assert auth._hashing["uploads"].acquire()
+    try:
+        with pytest.raises(auth.LoginsBusy):
+            auth.require_uploader(basic("ci", "other"), None, users(ci="key"))
+    finally:
+        auth._hashing["uploads"].release()
 
 
 def test_command_line_prints_a_hash_that_verifies() -> None:
