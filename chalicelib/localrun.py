@@ -19,6 +19,7 @@ import datetime
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import MutableMapping
@@ -143,6 +144,23 @@ def prepare_environment(environ: MutableMapping[str, str], s3_endpoint: str | No
     environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 
+def notify_service_manager(state: str, environ: MutableMapping[str, str] = os.environ) -> bool:
+    """Tell systemd (Type=notify) our state, e.g. "READY=1" or "STOPPING=1"; a no-op
+    (False) when not started by it."""
+    address = environ.get("NOTIFY_SOCKET", "")
+    if not address:
+        return False
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.sendto(state.encode(), address)
+    except OSError as error:
+        log.warning("cannot notify the service manager at %s: %s", address, error)
+        return False
+    return True
+
+
 def attach_processing(application: Any, workers: int) -> ProcessingPool:
     """Start the processing pool and have the app feed it: each stored report, and the
     reports that lacked symbols when these arrive. Stop it with .stop()."""
@@ -236,8 +254,10 @@ def main(argv: list[str] | None = None) -> None:
               "  export VIEWER_USERS=\"admin:$(python -m chalicelib.auth hash)\"")
     print(f"Ctrl-C stops (finishing requests under way, at most {drain_seconds:.0f} s).",
           flush=True)
+    notify_service_manager("READY=1")
     try:
         stops.wait()
+        notify_service_manager("STOPPING=1")
         log.info("stopping: no new connections; finishing requests under way"
                  " (Ctrl-C again to stop at once)")
         drain(servers, drain_seconds, stops.again)

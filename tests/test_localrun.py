@@ -8,6 +8,7 @@ import http.server
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -342,3 +343,13 @@ def test_stop_requests_tell_a_repeat_from_a_second_request() -> None:
     assert not stops.again()
     stops.times.append(101.5)
     assert stops.again()
+
+
+def test_service_manager_is_told_ready_on_its_socket(tmp_path) -> None:
+    path = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as manager:
+        manager.bind(path)
+        manager.settimeout(5)
+        assert localrun.notify_service_manager("READY=1", {"NOTIFY_SOCKET": path})
+        assert manager.recv(100) == b"READY=1"
+    assert not localrun.notify_service_manager("READY=1", {})
