@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
-from chalicelib import config, crash_store, crash_summary, report, symbol_store
+from chalicelib import config, crash_store, crash_summary, report, report_keys, symbol_store
 from chalicelib.crash_store import CRASHES, SIGNATURES, CrashEntry
 from chalicelib.store import ReportStore, StoreError
 
@@ -129,20 +129,21 @@ def prune_to_limit(
 
     reports, uploads, output = _scan(store, result)
     reports.sort(key=lambda item: item.id)
-    # A claim's parts go with its newest report: normally the only one, but a report
-    # whose dump was pruned can be re-uploaded under the same claim with a new id.
-    newest_of_claim = {item.claim: item for item in reports}
-    for claim, item in newest_of_claim.items():
-        upload = uploads.pop(claim, None)
+    # A stem's parts go with its newest report: normally the only one, but a report
+    # whose dump was pruned could be re-uploaded under the same claim with a new id.
+    newest_of_stem = {item.claim: item for item in reports}
+    for stem, item in newest_of_stem.items():
+        upload = uploads.pop(stem, None)
         if upload is not None:
             item.parts_size, item.part_keys = upload.size, upload.keys
 
     cutoff = now.timestamp() - orphan_grace_seconds
+    _attach_resumed_claims(reports, uploads, cutoff)
     in_progress_bytes = 0
-    for claim, upload in uploads.items():  # parts no report claims
-        # Every part older than the grace period, and still so now: a retry resuming
-        # this claim since the listing rewrote its dump first (one HEAD per orphan).
-        if upload.newest < cutoff and not _refreshed(store, claim, cutoff):
+    for upload in uploads.values():  # parts no report claims
+        # A retry never writes to a listed stem (it resumes under a fresh one), so
+        # parts older than the grace period stay dead until they are deleted.
+        if upload.newest < cutoff:
             result.orphan_keys.extend(upload.keys)
             result.orphan_bytes += upload.size
         else:
@@ -183,13 +184,17 @@ def prune_to_limit(
     if not dry_run:
         # Every commit marker goes in the same or an earlier batch than any part, so a
         # failed batch leaves parts without a report (orphans, removed later) rather
-        # than a listed report whose dump is gone.
+        # than a listed report whose dump is gone. Claims go last, in batches of their
+        # own: while a claim exists a new upload of it writes under a fresh stem, so a
+        # stem is only ever reused once every key listed under it is gone.
         keys = [item.key for item in deleted]
         keys += [key for item in deleted for key in item.part_keys]
         keys += result.orphan_keys
         keys += [key for item in deleted for key in item.output_keys]
         keys += output.orphan_keys
-        store.delete_keys(keys)
+        claims = [key for key in keys if report_keys.is_claim_key(key)]
+        store.delete_keys([key for key in keys if not report_keys.is_claim_key(key)])
+        store.delete_keys(claims)
         store.put_summary(result.summary)
         store.put_json(crash_store.SIGNATURE_SUMMARY, result.signature_summary)
 
@@ -199,9 +204,24 @@ def prune_to_limit(
     return result
 
 
-def _refreshed(store: ReportStore, claim: str, cutoff: float) -> bool:
-    modified = store.dump_modified(claim)
-    return modified is not None and modified.timestamp() >= cutoff
+def _attach_resumed_claims(
+    reports: Sequence[_Report], uploads: dict[str, _Upload], cutoff: float
+) -> None:
+    """Give a report that a retry resumed under a fresh stem the claim's own parts.
+
+    The claim (the first attempt's dump) is what makes later retries answer that
+    report's id, so it is counted with the report and deleted with it, never as an
+    orphan; parts younger than the grace period stay (an attempt may be writing them).
+    """
+    resumed = {
+        report_keys.base_claim(item.claim): item for item in reports
+        if item.claim != report_keys.base_claim(item.claim)
+    }
+    for claim in [claim for claim in uploads if claim in resumed]:
+        upload, item = uploads.pop(claim), resumed[claim]
+        item.parts_size += upload.size
+        if upload.newest < cutoff:
+            item.part_keys = [*item.part_keys, *upload.keys]
 
 
 @dataclasses.dataclass

@@ -1,26 +1,8 @@
-"""Crash reports in one S3 bucket. The key layout is defined here and nowhere else.
+"""Crash reports in one S3 bucket: writing them whole, reading and listing them.
 
-Key tree (P is REPORTS_PREFIX, often empty); docs/storage-layout.md explains the why::
-
-    P/parts/<claim>.dmp                     the minidump, raw bytes. Written first, with
-                                            If-None-Match: * so that a retried upload
-                                            finds its earlier claim; carries the report
-                                            id in x-amz-meta-report-id.
-    P/parts/<claim>.a<NN>.<name>            attachment NN (00..), raw bytes
-    P/reports/<inv>~<claim>~<facts>.json    the metadata JSON, written last: a report
-                                            exists once this key does (commit marker)
-    P/summary.json                          totals written by the pruner for the viewer
-
-- <inv> is 16 hex digits, (2**64 - 1) minus the report id, so a plain ascending
-  listing of P/reports/ is newest first; its prefix follows from the id.
-- <claim> is 32 hex digits of sha256 over (client guid, Crashpad report uuid, dump
-  sha256), or (client guid, dump sha256, UTC day) when the dump has no uuid.
-- <facts> are FACT_FIELDS and the dump size, percent-encoded and joined by `~`, each
-  cut to FACT_KEY_CHARS with a trailing `*` when cut (and all to one shorter length
-  when the name would pass KEY_SEGMENT_BYTES): index pages and filters read them from
-  the listing instead of opening every report.
-- Every part is fixed width or lives in one flat "folder", so byte order (AWS S3)
-  and path-part order (SeaweedFS) agree, and every StartAfter is a full key position.
+The key layout lives in report_keys.py (pure functions, its docstring draws the tree);
+the S3 plumbing (client, retries, error mapping) in bucket.py. docs/storage-layout.md
+explains the why.
 
 IAM: s3:PutObject, s3:GetObject, s3:ListBucket, s3:DeleteObject on the bucket.
 """
@@ -29,11 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import hashlib
 import json
 import logging
-import re
-import time
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
@@ -58,18 +37,28 @@ from chalicelib.keys import (  # noqa: F401  (re-exported: the layout's key part
     encode_within,
     inverted,
 )
+from chalicelib.report_keys import (  # noqa: F401  (re-exported for callers)
+    DUMP,
+    PARTS,
+    REPORTS,
+    SUMMARY,
+    ReportSummary,
+    StoredObject,
+    attachment_key_name,
+    classify,
+    claim_for,
+    parse_report_item,
+    parse_report_name,
+    part_key,
+    report_key,
+    report_prefix,
+    resumed_stem,
+)
 from chalicelib.submission import FilePart, Submission
 
 log = logging.getLogger(__name__)
 
-REPORTS = "reports/"
-PARTS = "parts/"
-SUMMARY = "summary.json"
 SMALL_PART_BYTES = 1024 * 1024
-_MAX_ID = 2**64 - 1
-_REPORT_KEY = re.compile(r"^(?P<inv>[0-9a-f]{16})~(?P<claim>[0-9a-f]{32})~(?P<facts>[^/]*)\.json$")
-_PART_KEY = re.compile(r"^(?P<claim>[0-9a-f]{32})\.(?P<kind>dmp|a(?P<index>\d{2,})\.[^/]*)$")
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 class ReportNotFound(KeyError):
@@ -77,84 +66,14 @@ class ReportNotFound(KeyError):
 
 
 @dataclasses.dataclass(frozen=True)
-class ReportSummary:
-    """What a listing tells about one committed report, without reading it."""
-
-    id: str
-    key: str
-    claim: str
-    facts: dict[str, str]
-    truncated: frozenset[str]
-    dump_size: int
-    meta_size: int
-
-    @property
-    def received_at(self) -> datetime.datetime:
-        return report.report_time(self.id)
-
-
-@dataclasses.dataclass(frozen=True)
-class StoredObject:
-    """One key under the prefix, as a listing shows it, classified by the layout."""
-
-    key: str
-    size: int
-    last_modified: datetime.datetime
-    kind: str  # "report", "part", "summary" or "other"
-    claim: str = ""
-    summary: ReportSummary | None = None
-
-
-@dataclasses.dataclass(frozen=True)
 class StoredReport:
     id: str
     meta: dict[str, Any]
-    claim: str
+    claim: str  # the stem of its part keys (ReportSummary.claim)
 
     @property
     def attachments(self) -> list[dict[str, Any]]:
         return list(self.meta.get("attachments", []))
-
-
-def claim_for(submission: Submission) -> str:
-    """The dedup claim: equal for a retried upload of the same report, else distinct."""
-    dump = submission.dump
-    if submission.crashpad_uuid:
-        parts = ["uuid", submission.client_guid, submission.crashpad_uuid, dump.sha256]
-    else:
-        day = int(submission.received_at.timestamp() // 86400)
-        parts = ["day", submission.client_guid, dump.sha256, str(day)]
-    return hashlib.sha256("\0".join(parts).encode("utf-8", "replace")).hexdigest()[:32]
-
-
-def attachment_key_name(index: int, name: str) -> str:
-    safe = _SAFE_NAME.sub("_", name).replace("..", "_").strip("._")[:100] or "attachment"
-    return f"a{index:02d}.{safe}"
-
-
-def parse_report_name(name: str, key: str, meta_size: int) -> ReportSummary | None:
-    """The report named `<inv>~<claim>~<facts>.json` (a reports/ key without its folder)."""
-    match = _REPORT_KEY.match(name)
-    if match is None:
-        return None
-    # Tolerant past <inv>~<claim>~: a key written with other FACT_FIELDS is still
-    # its report (else the pruner would take its parts for an orphan's).
-    *encoded, size = match["facts"].split("~")
-    facts, truncated = {}, set()
-    for index, field in enumerate(report.FACT_FIELDS):
-        facts[field], cut = decode_key_part(encoded[index] if index < len(encoded) else "")
-        if cut:
-            truncated.add(field)
-    dump_size = int(size) if size.isdigit() else 0
-    return ReportSummary(
-        id=f"{_MAX_ID - int(match['inv'], 16):016x}",
-        key=key,
-        claim=match["claim"],
-        facts=facts,
-        truncated=frozenset(truncated),
-        dump_size=dump_size,
-        meta_size=meta_size,
-    )
 
 
 class ReportStore(Bucket):
@@ -168,32 +87,36 @@ class ReportStore(Bucket):
         """Store a submission whole and return its report id.
 
         Idempotent: a retried upload of the same report (see claim_for) answers the id
-        the first attempt got. Storage errors are retried for retry_seconds, then
-        StoreUnavailable is raised; nothing becomes visible until the metadata is in.
+        the first attempt got. A retry that finds the claim but no committed report
+        resumes it under a fresh stem (report_keys.resumed_stem): it writes only keys
+        that did not exist, so no pruning run can delete what it wrote. Storage errors
+        are retried for retry_seconds, then StoreUnavailable is raised; nothing becomes
+        visible until the metadata is in.
         """
         deadline = self.deadline()
         claim = claim_for(submission)
         report_id = report.new_report_id(submission.received_at)
-        earlier = self._earlier_claim(submission, claim, deadline)
+        stem = claim
+        earlier = self._earlier_claim(submission, deadline)
         if earlier is None:
             earlier = self._claim(claim, report_id, submission.dump, deadline)
         if earlier is not None:
             earlier_id, earlier_claim = earlier
-            if self.find(earlier_id, deadline) is not None:
+            if earlier_id and self.find(earlier_id, deadline) is not None:
                 return earlier_id
-            report_id, claim = earlier_id, earlier_claim
-            # Rewrite the old dump so its age says "upload in progress": the pruner must
-            # not take this claim's parts for an orphan's while the report commits.
+            report_id, stem = earlier_id or report_id, resumed_stem(earlier_claim)
             self.retrying(
-                deadline, self._put_file, self._part_key(claim, "dmp"), submission.dump,
+                deadline, self._put_file, self._part_key(stem, DUMP), submission.dump,
                 report_id, False,
             )
         for index, part in enumerate(submission.attachments):
-            key = self._part_key(claim, attachment_key_name(index, part.filename or part.field))
+            key = self._part_key(stem, attachment_key_name(index, part.filename or part.field))
             self.retrying(deadline, self._put_file, key, part)
+        if stem != claim and self.find(report_id, deadline) is not None:
+            return report_id  # a concurrent attempt committed it meanwhile: no duplicate
         meta = report.describe(submission, report_id)
         body = json.dumps(meta, ensure_ascii=False, sort_keys=True).encode()
-        key = self._report_key(report_id, claim, meta["facts"], submission.dump.size)
+        key = self._report_key(report_id, stem, meta["facts"], submission.dump.size)
         try:
             self.retrying(
                 deadline,
@@ -205,12 +128,10 @@ class ReportStore(Bucket):
                 IfNoneMatch="*",
             )
         except PreconditionFailed:
-            pass  # a concurrent retry of the same report committed it first
+            pass  # our own earlier try of this PUT went through
         return report_id
 
-    def _earlier_claim(
-        self, submission: Submission, claim: str, deadline: float
-    ) -> tuple[str, str] | None:
+    def _earlier_claim(self, submission: Submission, deadline: float) -> tuple[str, str] | None:
         """For dumps without a uuid, the claim of the previous UTC day may hold it."""
         if submission.crashpad_uuid:
             return None
@@ -227,39 +148,32 @@ class ReportStore(Bucket):
     def _claim(
         self, claim: str, report_id: str, dump: FilePart, deadline: float
     ) -> tuple[str, str] | None:
-        """Write the dump under its claim; if the claim exists, return its (id, claim)."""
-        key = self._part_key(claim, "dmp")
+        """Write the dump as the claim; if the claim exists, return (its id, claim).
+
+        The id is "" when the claim vanished in between (a pruning run deleted it):
+        the caller then resumes under a fresh stem with its own id, as rewriting a
+        key a pruning run may have listed could lose it.
+        """
         try:
-            self.retrying(deadline, self._put_file, key, dump, report_id)
+            self.retrying(deadline, self._put_file, self._part_key(claim, DUMP), dump, report_id)
             return None
         except PreconditionFailed:
             pass
         owner = self._claimed_id(claim, deadline)
-        if owner is None or owner == report_id:
-            # our own earlier attempt succeeded, or the claim vanished (pruned): retry
-            if owner is None:
-                self.retrying(deadline, self._put_file, key, dump, report_id, False)
-            return None
-        return owner, claim
-
-    def dump_modified(self, claim: str) -> datetime.datetime | None:
-        """When the claim's dump was last written, or None if it has none."""
-        head = self._head_dump(claim, time.monotonic() + self.retry_seconds)
-        return None if head is None else head["LastModified"]
+        if owner == report_id:
+            return None  # our own earlier try of the PUT went through
+        return owner or "", claim
 
     def _claimed_id(self, claim: str, deadline: float) -> str | None:
-        head = self._head_dump(claim, deadline)
-        owner = "" if head is None else head.get("Metadata", {}).get("report-id", "")
-        return owner if report.is_report_id(owner) else None
-
-    def _head_dump(self, claim: str, deadline: float) -> dict[str, Any] | None:
         try:
-            return self.retrying(
+            head = self.retrying(
                 deadline, self.s3.head_object, Bucket=self.bucket,
-                Key=self._part_key(claim, "dmp"),
+                Key=self._part_key(claim, DUMP),
             )
         except NotFound:
             return None
+        owner = head.get("Metadata", {}).get("report-id", "")
+        return owner if report.is_report_id(owner) else None
 
     def _put_file(
         self, key: str, part: FilePart, report_id: str | None = None, exclusive: bool = True
@@ -343,10 +257,9 @@ class ReportStore(Bucket):
         """
         if not report.is_report_id(report_id):
             return None
-        prefix = self.prefix + REPORTS + inverted(report_id) + "~"
         page = self.retrying(
             deadline or self.deadline(), self.s3.list_objects_v2, Bucket=self.bucket,
-            Prefix=prefix, MaxKeys=10,
+            Prefix=report_prefix(self.prefix, report_id), MaxKeys=10,
         )
         for item in page.get("Contents", []):
             summary = self.parse_report_key(item)
@@ -365,66 +278,45 @@ class ReportStore(Bucket):
         """Committed reports, newest first, with newer_than < id < older_than.
 
         Lazily lists P/reports/ one page (page_size keys) at a time: the caller's
-        first `n` reports cost ceil(n / page_size) list requests.
+        first `n` reports cost ceil(n / page_size) list requests. Two markers of one id
+        (two attempts that both committed) are adjacent and yield once.
         """
         start_after = None
         if older_than is not None:
             start_after = self.prefix + REPORTS + inverted(older_than) + "~~"
         stop = inverted(newer_than) if newer_than is not None else None
+        last = None
         for item in self.list_items(self.prefix + REPORTS, start_after, page_size):
             summary = self.parse_report_key(item)
-            if summary is None:
+            if summary is None or summary.id == last:
                 continue
             if stop is not None and inverted(summary.id) >= stop:
                 return
+            last = summary.id
             yield summary
 
     def iter_objects(self) -> Iterator[StoredObject]:
         """Every key under the prefix, classified by the layout (for the pruner)."""
         for item in self.list_items(self.prefix):
-            rest = item["Key"][len(self.prefix):]
-            kind, claim, summary = "other", "", None
-            if rest.startswith(REPORTS):
-                summary = self.parse_report_key(item)
-                if summary is not None:
-                    kind, claim = "report", summary.claim
-            elif rest.startswith(PARTS):
-                match = _PART_KEY.match(rest[len(PARTS):])
-                if match:
-                    kind, claim = "part", match["claim"]
-            elif rest == SUMMARY:
-                kind = "summary"
-            yield StoredObject(
-                key=item["Key"],
-                size=int(item["Size"]),
-                last_modified=item["LastModified"],
-                kind=kind,
-                claim=claim,
-                summary=summary,
-            )
+            yield classify(self.prefix, item)
 
     def parse_report_key(self, item: dict[str, Any]) -> ReportSummary | None:
         """The report a listing entry of P/reports/ names, or None for a foreign key."""
-        name = item["Key"][len(self.prefix) + len(REPORTS):]
-        return parse_report_name(name, item["Key"], int(item.get("Size", 0)))
+        return parse_report_item(self.prefix, item)
 
-    # -- keys and retries ----------------------------------------------------------
+    # -- keys ------------------------------------------------------------------------
 
-    def _report_key(self, report_id: str, claim: str, facts: dict[str, str], size: int) -> str:
-        head, tail = f"{inverted(report_id)}~{claim}~", f"~{size}.json"
-        values = [facts.get(field, "") for field in report.FACT_FIELDS]
-        facts_part = encode_within(values, KEY_SEGMENT_BYTES - len(head) - len(tail))
-        return f"{self.prefix}{REPORTS}{head}{facts_part}{tail}"
+    def _report_key(self, report_id: str, stem: str, facts: dict[str, str], size: int) -> str:
+        return report_key(self.prefix, report_id, stem, facts, size)
 
-    def _part_key(self, claim: str, name: str) -> str:
-        return f"{self.prefix}{PARTS}{claim}.{name}"
+    def _part_key(self, stem: str, name: str) -> str:
+        return part_key(self.prefix, stem, name)
 
     def _stored_part_key(self, stored: StoredReport, attachment: int | None) -> str:
         """The dump's key (attachment None) or attachment N's; ReportNotFound past the end."""
         if attachment is None:
-            return self._part_key(stored.claim, "dmp")
+            return self._part_key(stored.claim, DUMP)
         if not 0 <= attachment < len(stored.attachments):
             raise ReportNotFound(f"{stored.id} attachment {attachment}")
         name = attachment_key_name(attachment, stored.attachments[attachment]["name"])
         return self._part_key(stored.claim, name)
-

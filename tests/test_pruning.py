@@ -160,7 +160,8 @@ def test_over_the_limit_exactly_the_oldest_go_and_the_newest_stay_byte_exact(bac
     assert result.reports_deleted == 3
     assert result.bytes_before == report_bytes(layout, ids) == sum(before.values())
     assert result.bytes_after == newest_three <= result.limit_bytes
-    assert result.s3_requests == {"ListObjectsV2": 1, "DeleteObjects": 1, "PutObject": 2}
+    # Markers and attachments in one batch, the claims (dumps) after them in another.
+    assert result.s3_requests == {"ListObjectsV2": 1, "DeleteObjects": 2, "PutObject": 2}
     assert store.get_summary()["oldest_id"] == ids[3]
 
 
@@ -357,14 +358,16 @@ def test_a_stale_report_sharing_its_claim_goes_without_the_newer_reports_parts(b
 # -- cost ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("deleted_keys", [999, 1000, 1001])
-def test_deletes_go_in_batches_of_1000_keys(moto_backend, deleted_keys) -> None:
+@pytest.mark.parametrize("claims", [999, 1000, 1001])
+def test_deletes_go_in_batches_of_1000_keys(moto_backend, claims) -> None:
+    """Claims (first attempts' dumps) go in batches of their own, after every other key."""
     store = moto_backend.store()
-    reports, orphans = divmod(deleted_keys, 2)  # each report: metadata and dump
+    reports, orphans = claims - 1, 1  # each report: metadata and dump; an orphan: its dump
     for seed in range(reports):
         put_report(store, seed, attachments={})
     for seed in range(orphans):
         fail_upload_before_commit(moto_backend, store, 10_000 + seed, attachments={})
+    deleted_keys = claims + reports
     assert len(listing(moto_backend)) == deleted_keys
     store.requests.clear()
     later = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=2)
@@ -373,7 +376,7 @@ def test_deletes_go_in_batches_of_1000_keys(moto_backend, deleted_keys) -> None:
 
     assert result.reports_deleted == reports and result.orphans_removed == orphans
     assert result.objects_scanned == deleted_keys
-    assert store.requests["DeleteObjects"] == math.ceil(deleted_keys / 1000)
+    assert store.requests["DeleteObjects"] == math.ceil(reports / 1000) + math.ceil(claims / 1000)
     assert store.requests["ListObjectsV2"] == math.ceil(deleted_keys / 1000)
     assert result.s3_requests == dict(store.requests)
     assert list(listing(moto_backend)) == [moto_backend.prefix + name for name in WRITTEN]
@@ -397,7 +400,7 @@ def test_the_run_logs_one_json_line(backend, caplog) -> None:
     }
     assert logged["objects_scanned"] == 6 and logged["reports_deleted"] == 2
     assert logged["bytes_after"] == 0 and logged["limit_bytes"] == 0
-    assert logged["s3_requests"] == {"ListObjectsV2": 1, "DeleteObjects": 1, "PutObject": 2}
+    assert logged["s3_requests"] == {"ListObjectsV2": 1, "DeleteObjects": 2, "PutObject": 2}
     assert logged == json.loads(result.as_log_line())
 
 
@@ -487,7 +490,7 @@ def test_scheduled_handler_prunes_through_chalices_test_client(backend, app_env,
 def test_local_run_calls_the_schedule_the_same_way(backend, app_env) -> None:
     store = backend.store()
     sent = put_reports(store, 3)
-    application = app_env(backend, MAX_REPORTS_SIZE_MB="0")
+    application = app_env(backend, MAX_REPORTS_SIZE_MB="0.001")
 
     application.prune(SCHEDULED, None)  # as chalicelib.localrun.run_schedule does
 
@@ -566,19 +569,24 @@ def test_a_report_key_with_other_facts_keeps_its_parts(moto_backend) -> None:
     assert summary.facts["product"] == "Jami" and summary.facts["guid"] == ""
 
 
-def test_an_orphan_whose_dump_was_rewritten_since_the_listing_is_kept(moto_backend,
-                                                                       monkeypatch) -> None:
-    """A retry resuming the claim rewrites its dump first; the pruner checks again."""
+def test_orphans_go_on_the_listing_alone_claims_last(moto_backend) -> None:
+    """No retry writes to a listed stem, so the listing decides: no HEAD per orphan, and
+    the claim (the dump) is deleted after every other key of the run."""
     store = moto_backend.store()
     put_report(store, 1, T0)
     meta_key = next(k for k in moto_backend.keys() if "/reports/" in k)
     moto_backend.client.delete_object(Bucket=moto_backend.bucket, Key=meta_key)
-    later = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=3)
     parts = moto_backend.keys()
-    monkeypatch.setattr(store, "dump_modified", lambda claim: later)  # rewritten just now
+    deleted: list[list[str]] = []
+    moto_backend.client.meta.events.register(
+        "before-parameter-build.s3.DeleteObjects",
+        lambda params, **_: deleted.append([o["Key"] for o in params["Delete"]["Objects"]]),
+    )
+    later = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=3)
     result = pruning.prune_to_limit(store, 10 * MIB, HOUR, now=later)
-    assert result.orphans_removed == 0 and result.in_progress_uploads == 1
-    assert moto_backend.keys() == sorted(parts + [moto_backend.prefix + n for n in WRITTEN])
-    monkeypatch.undo()
-    result = pruning.prune_to_limit(store, 10 * MIB, HOUR, now=later)
-    assert result.orphans_removed == 2
+    assert result.orphans_removed == 2 and result.orphan_bytes > 1500
+    assert "HeadObject" not in result.s3_requests
+    assert result.s3_requests["DeleteObjects"] == 2
+    assert deleted == [[k for k in parts if k.endswith(".log")],
+                       [k for k in parts if k.endswith(".dmp")]]
+    assert moto_backend.keys() == [moto_backend.prefix + n for n in WRITTEN]

@@ -6,7 +6,7 @@ import datetime
 import hashlib
 import io
 import json
-import time
+import re
 import uuid
 
 import pytest
@@ -209,20 +209,62 @@ def test_a_conditional_write_conflict_is_retried(moto_backend) -> None:
     assert conflicts and store.get(report_id).meta["id"] == report_id
 
 
-def test_resuming_a_dead_attempt_rewrites_its_dump_first(backend) -> None:
-    """So the pruner sees the claim's parts as young while the retry commits."""
+def test_resuming_a_dead_attempt_writes_only_new_keys(backend) -> None:
+    """A retry that finds the claim but no report writes under <claim>-<attempt>: keys a
+    pruning run cannot have listed. The old parts stay as they were."""
+    from chalicelib.store import KEY_SEGMENT_BYTES
+
     store = backend.store()
     guid, report_uuid = str(uuid.uuid4()), str(uuid.uuid4())
-    with submission(guid=guid, report_uuid=report_uuid) as sub:
-        store.put(sub)
+    long = {"prod": "P" * 300, "build_id": "b" * 300}
+    with submission(guid=guid, report_uuid=report_uuid, annotations=long,
+                    attachments={"att.txt": b"one"}) as sub:
+        first_id = store.put(sub)
     meta_key = next(k for k in backend.keys() if "/reports/" in k)
     backend.client.delete_object(Bucket=backend.bucket, Key=meta_key)
+    old = {k: backend.client.head_object(Bucket=backend.bucket, Key=k)["ETag"]
+           for k in backend.keys()}
     claim = meta_key.rsplit("/", 1)[1].split("~")[1]
-    before = store.dump_modified(claim)
-    time.sleep(1.1)  # S3 times have one-second resolution
-    with submission(guid=guid, report_uuid=report_uuid) as retry:
-        store.put(retry)
-    assert store.dump_modified(claim) > before
+    with submission(guid=guid, report_uuid=report_uuid, annotations=long,
+                    attachments={"att.txt": b"one"}) as retry:
+        assert store.put(retry) == first_id
+    new = sorted(set(backend.keys()) - set(old))
+    assert len(new) == 3
+    stem = new[0].rsplit("/", 1)[1].split(".")[0]
+    assert re.fullmatch(claim + "-[0-9a-f]{16}", stem)
+    assert new == sorted([f"{backend.prefix}parts/{stem}.a00.att.txt",
+                          f"{backend.prefix}parts/{stem}.dmp"] + [
+        k for k in new if "/reports/" in k])
+    report_name = next(k for k in new if "/reports/" in k).rsplit("/", 1)[1]
+    assert report_name.split("~")[1] == stem
+    assert len(report_name.encode()) <= KEY_SEGMENT_BYTES
+    assert {k: backend.client.head_object(Bucket=backend.bucket, Key=k)["ETag"]
+            for k in old} == old
+    stored = store.get(first_id)
+    assert stored.claim == stem
+    assert store.open_dump(stored).read() == backend.read(f"{backend.prefix}parts/{claim}.dmp")
+    assert store.open_attachment(stored, 0).read() == b"one"
+    summary = next(iter(store.iter_newest()))
+    assert (summary.id, summary.claim, summary.base_claim) == (first_id, stem, claim)
+    assert summary.facts["product"].startswith("PPP") and "product" in summary.truncated
+    with submission(guid=guid, report_uuid=report_uuid, annotations=long,
+                    attachments={"att.txt": b"one"}) as again:
+        assert store.put(again) == first_id
+    assert len(backend.keys()) == len(old) + 3
+
+
+def test_two_markers_of_one_id_list_once(backend) -> None:
+    """Two attempts that both committed (a retry resumed while the first still ran)."""
+    store = backend.store()
+    with submission() as sub:
+        report_id = store.put(sub)
+    (key,) = [k for k in backend.keys() if "/reports/" in k]
+    inv, claim, rest = key.rsplit("/", 1)[1].split("~", 2)
+    twin = f"{backend.prefix}reports/{inv}~{claim}-{'0' * 16}~{rest}"
+    backend.client.copy_object(Bucket=backend.bucket, Key=twin,
+                               CopySource={"Bucket": backend.bucket, "Key": key})
+    assert [s.id for s in store.iter_newest()] == [report_id]
+    assert store.get(report_id).meta["id"] == report_id
 
 
 def test_a_missing_bucket_is_a_store_error(moto_backend) -> None:
