@@ -225,11 +225,13 @@ class Bucket:
                     ) from error
                 failure = error
             attempt += 1
+            # The last pause is cut short: one more attempt just before the deadline.
+            left = deadline - time.monotonic() - 0.01
             pause = min(2.0, 0.05 * 2**attempt) * (0.5 + random.random() / 2)
-            if time.monotonic() + pause >= deadline:
+            if left <= 0:
                 raise StoreUnavailable(f"storage unavailable: {failure}") from failure
             log.warning("S3 call failed (attempt %d), retrying: %s", attempt, failure)
-            time.sleep(pause)
+            time.sleep(min(pause, left))
 
 
 def _transient(error: ClientError, operation: str) -> ClientError:

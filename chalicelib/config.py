@@ -51,7 +51,7 @@ SETTINGS = (
         "STORAGE_RETRY_SECONDS",
         "20",
         "How long a request retries a failing bucket before answering 503: no S3 attempt"
-        " starts later, so the answer comes within this plus the two S3 timeouts.",
+        " starts later, so the answer comes within this, the two S3 timeouts and 1 s.",
     ),
     Setting(
         "S3_CONNECT_TIMEOUT_SECONDS",
@@ -126,6 +126,9 @@ GATEWAY_SECONDS = 29.0
 # What a Lambda request spends outside S3 calls: a cold start (imports, first client),
 # reading and parsing a body of at most 6 MB, building the answer.
 OUTSIDE_STORAGE_SECONDS = 3.0
+# botocore sends S3 bodies with `Expect: 100-continue` and waits up to 1 s for the
+# 100 Continue before sending the body anyway: one more wait per attempt.
+EXPECT_CONTINUE_SECONDS = 1.0
 # S3 refuses a request signed more than 15 minutes away from its own clock, so the
 # LastModified of a part and the pruner's clock can differ by that much.
 S3_CLOCK_ALLOWANCE_SECONDS = 15 * 60
@@ -164,11 +167,13 @@ class Config:
         """The longest a request spends on storage, failing or not.
 
         Every S3 attempt starts within storage_retry_seconds of the first (bucket.py
-        starts none later), and the last one ends within its connect and read timeouts
-        (they bound each wait; moving a body takes its own time, which for Lambda's
-        bodies of at most 6 MB within the region OUTSIDE_STORAGE_SECONDS covers).
+        starts none later), and the last one ends within its waits: the connection, the
+        100 Continue, the answer (they bound each wait; moving a body takes its own
+        time, which for Lambda's bodies of at most 6 MB within the region
+        OUTSIDE_STORAGE_SECONDS covers).
         """
-        return self.storage_retry_seconds + self.s3_connect_timeout + self.s3_read_timeout
+        return (self.storage_retry_seconds + self.s3_connect_timeout
+                + EXPECT_CONTINUE_SECONDS + self.s3_read_timeout)
 
     @property
     def answer_seconds(self) -> float:
@@ -258,14 +263,15 @@ class Config:
             raise ConfigError(
                 f"ORPHAN_GRACE_MINUTES must be at least {floor_minutes}: an upload writes its"
                 f" parts within {self.storage_seconds:g} s (STORAGE_RETRY_SECONDS +"
-                " S3_CONNECT_TIMEOUT_SECONDS + S3_READ_TIMEOUT_SECONDS), and S3's clock may"
-                " be 15 minutes off this host's"
+                " S3_CONNECT_TIMEOUT_SECONDS + 1 s for 100 Continue + S3_READ_TIMEOUT_SECONDS),"
+                " and S3's clock may be 15 minutes off this host's"
             )
         if behind_gateway and self.answer_seconds >= GATEWAY_SECONDS:
             raise ConfigError(
-                f"STORAGE_RETRY_SECONDS + S3_CONNECT_TIMEOUT_SECONDS + S3_READ_TIMEOUT_SECONDS"
-                f" = {self.storage_seconds:g} s, plus {OUTSIDE_STORAGE_SECONDS:g} s outside"
-                f" storage, must stay under API Gateway's {GATEWAY_SECONDS:g} s: lower them"
+                "STORAGE_RETRY_SECONDS + S3_CONNECT_TIMEOUT_SECONDS + 1 s for 100 Continue +"
+                f" S3_READ_TIMEOUT_SECONDS = {self.storage_seconds:g} s, plus"
+                f" {OUTSIDE_STORAGE_SECONDS:g} s outside storage, must stay under API"
+                f" Gateway's {GATEWAY_SECONDS:g} s: lower them"
             )
 
 

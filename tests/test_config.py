@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from chalicelib.config import (
+    EXPECT_CONTINUE_SECONDS,
     GATEWAY_SECONDS,
     OUTSIDE_STORAGE_SECONDS,
     SETTINGS,
@@ -85,35 +86,35 @@ def test_ports_stay_within_tcp() -> None:
 
 
 def test_storage_seconds_add_the_budget_and_one_attempts_timeouts() -> None:
-    cfg = Config.from_env({"STORAGE_RETRY_SECONDS": "12", "S3_CONNECT_TIMEOUT_SECONDS": "2",
+    cfg = Config.from_env({"STORAGE_RETRY_SECONDS": "11", "S3_CONNECT_TIMEOUT_SECONDS": "2",
                            "S3_READ_TIMEOUT_SECONDS": "10"})
-    assert (cfg.storage_retry_seconds, cfg.s3_connect_timeout, cfg.s3_read_timeout) == (12, 2, 10)
-    assert cfg.storage_seconds == 24
+    assert (cfg.storage_retry_seconds, cfg.s3_connect_timeout, cfg.s3_read_timeout) == (11, 2, 10)
+    assert cfg.storage_seconds == 11 + 2 + EXPECT_CONTINUE_SECONDS + 10 == 24
     assert cfg.answer_seconds == 24 + OUTSIDE_STORAGE_SECONDS == 27
 
 
 def test_on_lambda_a_budget_that_passes_the_gateway_is_refused() -> None:
     lambda_env = {"AWS_LAMBDA_FUNCTION_NAME": "crash-collector-dev"}
-    with pytest.raises(ConfigError, match=r"STORAGE_RETRY_SECONDS .* = 38 s.* 29 s"):
-        Config.from_env(lambda_env)  # the defaults: 20 + 3 + 15, fine locally
+    with pytest.raises(ConfigError, match=r"STORAGE_RETRY_SECONDS .* = 39 s.* 29 s"):
+        Config.from_env(lambda_env)  # the defaults: 20 + 3 + 1 + 15, fine locally
     Config.from_env({})
     # 29 - 3 outside storage leaves 26 s: a sum of 26 is refused, 25.9 is not.
-    fits = {"STORAGE_RETRY_SECONDS": "15.9", "S3_CONNECT_TIMEOUT_SECONDS": "2",
+    fits = {"STORAGE_RETRY_SECONDS": "14.9", "S3_CONNECT_TIMEOUT_SECONDS": "2",
             "S3_READ_TIMEOUT_SECONDS": "8"}
     assert Config.from_env({**lambda_env, **fits}).answer_seconds == pytest.approx(28.9)
     with pytest.raises(ConfigError, match="STORAGE_RETRY_SECONDS"):
-        Config.from_env({**lambda_env, **fits, "STORAGE_RETRY_SECONDS": "16"})
+        Config.from_env({**lambda_env, **fits, "STORAGE_RETRY_SECONDS": "15"})
     assert GATEWAY_SECONDS == 29
 
 
 def test_orphan_grace_has_a_floor_derived_from_the_longest_upload() -> None:
-    assert Config.from_env({}).orphan_floor_seconds == 38 + 15 * 60
+    assert Config.from_env({}).orphan_floor_seconds == 39 + 15 * 60
     assert Config.from_env({"ORPHAN_GRACE_MINUTES": "16"}).orphan_grace_seconds == 960
-    with pytest.raises(ConfigError, match="^ORPHAN_GRACE_MINUTES must be at least 16: .* 38 s"):
+    with pytest.raises(ConfigError, match="^ORPHAN_GRACE_MINUTES must be at least 16: .* 39 s"):
         Config.from_env({"ORPHAN_GRACE_MINUTES": "15.9"})
-    # A longer budget makes uploads longer, and the floor with them: 120 + 18 + 900 s.
+    # A longer budget makes uploads longer, and the floor with them: 120 + 19 + 900 s.
     longer = {"STORAGE_RETRY_SECONDS": "120", "ORPHAN_GRACE_MINUTES": "17"}
-    with pytest.raises(ConfigError, match="at least 18: .* 138 s"):
+    with pytest.raises(ConfigError, match="at least 18: .* 139 s"):
         Config.from_env(longer)
     assert Config.from_env({**longer, "ORPHAN_GRACE_MINUTES": "18"}).orphan_grace_seconds == 1080
 

@@ -66,7 +66,7 @@ def test_the_aws_stage_answers_a_failing_bucket_before_api_gateway_does() -> Non
     cfg = json.loads((ROOT / ".chalice" / "config.json").read_text())
     env = {**cfg["environment_variables"], "AWS_LAMBDA_FUNCTION_NAME": "crash-collector-dev"}
     settings = Config.from_env(env)
-    assert settings.storage_seconds == 12 + 2 + 10
+    assert settings.storage_seconds == 11 + 2 + 1 + 10
     assert settings.answer_seconds < GATEWAY_SECONDS
     assert settings.orphan_grace_seconds >= settings.orphan_floor_seconds
     assert cfg["stages"]["dev"]["lambda_timeout"] > settings.answer_seconds
