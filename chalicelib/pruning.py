@@ -22,8 +22,8 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
-from chalicelib import config, crash_store, crash_summary, report, report_keys, symbol_store
-from chalicelib.crash_store import CRASHES, SIGNATURES, CrashEntry
+from chalicelib import config, crash_store, crash_summary, prune_scan, report, report_keys
+from chalicelib.prune_scan import FACETS, Output, Report
 from chalicelib.store import ReportStore, StoreError
 
 log = logging.getLogger("pruning")
@@ -35,28 +35,6 @@ SUMMARY_SCHEMA = 1
 # Most values kept per facet in the summary; the rest are summed into "omitted", so
 # client-chosen versions or products cannot grow the object without bound.
 FACET_LIMIT = 1000
-FACETS = ("product", "version", "platform")
-
-
-@dataclasses.dataclass(slots=True)
-class _Report:
-    id: str
-    key: str
-    claim: str
-    meta_size: int
-    facets: tuple[str, ...]
-    parts_size: int = 0  # the claim's parts, counted on the newest report of that claim
-    part_keys: Sequence[str] = ()
-    output_keys: list[str] = dataclasses.field(default_factory=list)  # processing's keys
-
-
-@dataclasses.dataclass(slots=True)
-class _Upload:
-    """The parts stored under one claim."""
-
-    keys: list[str]
-    size: int
-    newest: float  # POSIX time of the newest part; a float is a third of a datetime
 
 
 @dataclasses.dataclass
@@ -127,7 +105,7 @@ def prune_to_limit(
     now = now or datetime.datetime.now(datetime.timezone.utc)
     result = PruneResult(limit_bytes=max_bytes, dry_run=dry_run)
 
-    reports, uploads, output = _scan(store, result)
+    reports, uploads, output = prune_scan.scan(store, result)
     reports.sort(key=lambda item: item.id)
     # A stem's parts go with its newest report: normally the only one, but a report
     # whose dump was pruned could be re-uploaded under the same claim with a new id.
@@ -138,7 +116,7 @@ def prune_to_limit(
             item.parts_size, item.part_keys = upload.size, upload.keys
 
     cutoff = now.timestamp() - orphan_grace_seconds
-    _attach_resumed_claims(reports, uploads, cutoff)
+    prune_scan.attach_resumed_claims(reports, uploads, cutoff)
     in_progress_bytes = 0
     for upload in uploads.values():  # parts no report claims
         # A retry never writes to a listed stem (it resumes under a fresh one), so
@@ -204,114 +182,8 @@ def prune_to_limit(
     return result
 
 
-def _attach_resumed_claims(
-    reports: Sequence[_Report], uploads: dict[str, _Upload], cutoff: float
-) -> None:
-    """Give a report that a retry resumed under a fresh stem the claim's own parts.
-
-    The claim (the first attempt's dump) is what makes later retries answer that
-    report's id, so it is counted with the report and deleted with it, never as an
-    orphan; parts younger than the grace period stay (an attempt may be writing them).
-    """
-    resumed = {
-        report_keys.base_claim(item.claim): item for item in reports
-        if item.claim != report_keys.base_claim(item.claim)
-    }
-    for claim in [claim for claim in uploads if claim in resumed]:
-        upload, item = uploads.pop(claim), resumed[claim]
-        item.parts_size += upload.size
-        if upload.newest < cutoff:
-            item.part_keys = [*item.part_keys, *upload.keys]
-
-
-@dataclasses.dataclass
-class _Output:
-    """What processing wrote, by report id: crash keys and signature markers."""
-
-    crashes: dict[str, CrashEntry] = dataclasses.field(default_factory=dict)
-    keys: dict[str, list[tuple[str, float]]] = dataclasses.field(default_factory=dict)
-    orphan_keys: list[str] = dataclasses.field(default_factory=list)
-    notes: dict[tuple[str, str], list[str]] = dataclasses.field(default_factory=dict)
-    with_symbols: set[tuple[str, str]] = dataclasses.field(default_factory=set)
-    staged: list[tuple[str, float]] = dataclasses.field(default_factory=list)
-
-    def add(self, report_id: str, key: str, modified: float) -> None:
-        self.keys.setdefault(report_id, []).append((key, modified))
-
-
-def _scan(
-    store: ReportStore, result: PruneResult
-) -> tuple[list[_Report], dict[str, _Upload], _Output]:
-    """One pass over the listing: reports, parts grouped by claim, processing output,
-    and the rest counted."""
-    reports: list[_Report] = []
-    uploads: dict[str, _Upload] = {}
-    output = _Output()
-    crashes_at, markers_at = store.prefix + CRASHES, store.prefix + SIGNATURES
-    missing_at = store.prefix + symbol_store.MISSING
-    symbols_at = (store.prefix + symbol_store.SYMBOLS, store.prefix + symbol_store.SYMBOL_LOG)
-    staged_at = store.prefix + symbol_store.UPLOADS
-    facets: dict[tuple[str, ...], tuple[str, ...]] = {}  # one tuple per distinct combination
-    for stored in store.iter_objects():
-        result.objects_scanned += 1
-        if stored.kind == "report" and stored.summary is not None:
-            facts = stored.summary.facts
-            combination = tuple(facts.get(name, "") for name in FACETS)
-            reports.append(
-                _Report(
-                    id=stored.summary.id,
-                    key=stored.key,
-                    claim=stored.claim,
-                    meta_size=stored.size,
-                    facets=facets.setdefault(combination, combination),
-                )
-            )
-        elif stored.kind == "part":
-            modified = stored.last_modified.timestamp()
-            upload = uploads.get(stored.claim)
-            if upload is None:
-                uploads[stored.claim] = _Upload([stored.key], stored.size, modified)
-            else:
-                upload.keys.append(stored.key)
-                upload.size += stored.size
-                upload.newest = max(upload.newest, modified)
-        elif stored.key.startswith(crashes_at):
-            entry = crash_store.parse_crash_name(stored.key[len(crashes_at):], stored.key)
-            if entry is None:
-                result.other_keys += 1
-                continue
-            # Two keys for one report only while it is reprocessed: count the newest.
-            output.crashes[entry.report_id] = entry
-            output.add(entry.report_id, stored.key, stored.last_modified.timestamp())
-        elif stored.key.startswith(markers_at):
-            marker = crash_store.parse_marker_name(stored.key[len(markers_at):])
-            if marker is None:
-                result.other_keys += 1
-                continue
-            output.add(marker[1].id, stored.key, stored.last_modified.timestamp())
-        elif stored.key.startswith(missing_at):
-            missing = symbol_store.parse_missing_key(stored.key[len(missing_at):], stored.key)
-            if missing is None:
-                result.other_keys += 1
-                continue
-            output.add(missing.report_id, stored.key, stored.last_modified.timestamp())
-            output.notes.setdefault((missing.debug_file, missing.debug_id), []).append(
-                missing.report_id)
-        elif stored.key.startswith(symbols_at):
-            if stored.key.endswith(".sym") and stored.key.startswith(symbols_at[0]):
-                found = symbol_store.module_of(stored.key[len(symbols_at[0]):])
-                if found is not None:
-                    output.with_symbols.add(found)
-        elif stored.key.startswith(staged_at):
-            # A sym-upload-v2 file never completed: an orphan once past the grace period.
-            output.staged.append((stored.key, stored.last_modified.timestamp()))
-        elif stored.kind == "other" and not stored.key.endswith(crash_store.SIGNATURE_SUMMARY):
-            result.other_keys += 1
-    return reports, uploads, output
-
-
 def _attach_output(
-    reports: Sequence[_Report], output: _Output, result: PruneResult, cutoff: float
+    reports: Sequence[Report], output: Output, result: PruneResult, cutoff: float
 ) -> None:
     """Give each report its processing keys; keys of no listed report are orphans once
     older than the grace period (a report pruned while it was being processed)."""
@@ -327,7 +199,7 @@ def _attach_output(
     result.processing_orphans_removed = len(output.orphan_keys)
 
 
-def build_summary(kept: Sequence[_Report], now: datetime.datetime) -> dict[str, Any]:
+def build_summary(kept: Sequence[Report], now: datetime.datetime) -> dict[str, Any]:
     """The viewer's totals: count, bytes, counts per product/version/platform and UTC day.
 
     `newest_id` marks where this run's listing began: reports above it came later.
