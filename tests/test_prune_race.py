@@ -72,10 +72,13 @@ def die_before_commit(backend: Backend, upload: Upload) -> None:
 
 
 class HeldPruning:
-    """A pruning run in a thread, held before its first DeleteObjects that names a part
-    (`when`), until release()."""
+    """A pruning run in a thread, held before its first DeleteObjects that names a key
+    ending in `hold_on` (any part by default), until finish()."""
 
-    def __init__(self, backend: Backend, max_bytes: int, now: datetime.datetime) -> None:
+    def __init__(
+        self, backend: Backend, max_bytes: int, now: datetime.datetime, hold_on: str = ""
+    ) -> None:
+        self.hold_on = hold_on
         self.reached, self.released = threading.Event(), threading.Event()
         self.result: pruning.PruneResult | None = None
         self.error: BaseException | None = None
@@ -92,7 +95,8 @@ class HeldPruning:
     def _hold(self, params, **_):
         keys = [item["Key"] for item in params["Delete"]["Objects"]]
         self.deleted.append(keys)
-        if any("/parts/" in key for key in keys) and not self.reached.is_set():
+        held = any("/parts/" in key and key.endswith(self.hold_on) for key in keys)
+        if held and not self.reached.is_set():
             self.reached.set()
             assert self.released.wait(WAIT)
 
@@ -158,6 +162,26 @@ def test_a_retry_of_a_report_whose_marker_a_run_just_deleted_is_stored_whole(
 
     assert result.deleted_ids == [first_id]
     assert {k for batch in held.deleted for k in batch} == set(listed)
+    upload.assert_whole(store, first_id)
+    assert not set(listed) & set(backend.keys())
+
+
+def test_a_retry_while_a_run_deletes_the_claim_last_is_stored_whole(backend) -> None:
+    """The claim goes in the run's last batch: a retry arriving just before finds it,
+    and resumes under a fresh stem rather than under the keys just deleted."""
+    store = backend.store()
+    upload = Upload(4)
+    first_id = upload.send(store)
+    listed = sorted(backend.keys())
+
+    held = HeldPruning(backend, 0, later(), hold_on=".dmp")
+    assert [k for k in backend.keys() if "/parts/" in k] == [
+        k for k in listed if k.endswith(".dmp")]  # all but the claim went first
+    assert upload.send(store) == first_id
+    result = held.finish()
+
+    assert result.deleted_ids == [first_id]
+    assert held.deleted[-1] == [k for k in listed if k.endswith(".dmp")]
     upload.assert_whole(store, first_id)
     assert not set(listed) & set(backend.keys())
 
