@@ -293,3 +293,26 @@ def test_every_fact_at_its_longest_still_fits_a_key_part(backend) -> None:
     for field, name in [("product", "prod"), ("build_id", "build_id")]:
         assert long[name].startswith(summary.facts[field]) and summary.facts[field]
     assert store.get(report_id).meta["annotations"]["platform"] == long["platform"]
+
+
+def test_concurrent_uploads_of_one_report_answer_one_id_and_list_once(backend) -> None:
+    """Attempts that overlap resume the first one's claim: one id, one listed report."""
+    import concurrent.futures
+
+    store = backend.store()
+    guid, report_uuid = str(uuid.uuid4()), str(uuid.uuid4())
+    dump = forms.fake_dump(300_000, 5)
+
+    def send(_: int) -> str:
+        with submission(guid=guid, report_uuid=report_uuid, dump=dump,
+                        attachments={"att.txt": b"one"}) as sub:
+            return store.put(sub)
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        ids = set(pool.map(send, range(6)))
+    assert len(ids) == 1
+    (report_id,) = ids
+    assert [s.id for s in store.iter_newest()] == [report_id]
+    stored = store.get(report_id)
+    assert store.open_dump(stored).read() == dump
+    assert store.open_attachment(stored, 0).read() == b"one"
