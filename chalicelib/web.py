@@ -146,14 +146,16 @@ ANY_TYPE = "*/*"
 def accept_any_type(app: Chalice) -> None:
     """Answer a request without an Accept header as HTTP says: any type will do.
 
-    Chalice refuses a binary answer (400) unless the request's Accept names its type,
-    and API Gateway (REST, Lambda proxy) decodes a base64 answer only when the first
-    type of the request's Accept is among the API's binaryMediaTypes; the one entry that
-    matches whatever a client sends, or leaves out, is */*. So this adds */* to the
-    binary types (Chalice deploys them as binaryMediaTypes, and then base64-encodes
-    every answer, which the gateway and the local server decode), and installs an HTTP
-    middleware that fills in `Accept: */*` when a request has none and hands Chalice
-    text bodies as UTF-8 bytes (it base64-encodes only bytes). Idempotent.
+    Chalice refuses a binary answer (400) unless the request's Accept names its type.
+    API Gateway (REST, Lambda proxy) decodes a base64 answer only when the first type
+    of the request's Accept matches one of the API's binaryMediaTypes exactly or as
+    `type/*` (a request without Accept, or with `Accept: */*`, matches neither), and
+    documents `*/*` as the entry for clients whose Accept the API cannot control. So
+    this adds */* to the binary types (Chalice deploys them as binaryMediaTypes, and
+    then base64-encodes every answer, which the gateway and the local server decode),
+    and installs an HTTP middleware that fills in `Accept: */*` when a request has none
+    and hands Chalice text bodies as UTF-8 bytes (it base64-encodes only bytes).
+    Idempotent.
     """
     if ANY_TYPE not in app.api.binary_types:
         app.api.binary_types.append(ANY_TYPE)
