@@ -8,6 +8,10 @@ as bytes (no base64 round trip), or as a stream when large so that a 100 MB dump
 is never held in memory, and keeps `app.current_request` per thread. Downloads go the
 other way the same: a view hands its S3 stream over (`pages.download_stream`) and the
 adapter sends it 64 KiB at a time, closing it at the end or when the client goes.
+
+Crashpad's socket transport sends an HTTP/1.0 request line with a chunked body, which
+waitress reads as empty (it honours Transfer-Encoding on HTTP/1.1 only): importing this
+module makes waitress's channels use `HTTP10ChunkedParser`, which reads such bodies.
 """
 
 from __future__ import annotations
@@ -21,6 +25,10 @@ from typing import Any, BinaryIO
 
 from chalice import Chalice
 from chalice.local import RouteMatcher
+from waitress.buffers import OverflowableBuffer
+from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser
+from waitress.receiver import ChunkedReceiver
 
 from chalicelib import pages, web
 
@@ -192,3 +200,23 @@ class _Limited:
         data = self.stream.read(size)
         self.left -= len(data)
         return data
+
+
+class HTTP10ChunkedParser(HTTPRequestParser):
+    """waitress's request parser, also reading chunked bodies of HTTP/1.0 requests.
+
+    Only a plain `Transfer-Encoding: chunked` without Content-Length is taken; the body
+    is then read exactly as for HTTP/1.1, within the same limits.
+    """
+
+    def parse_header(self, header_plus: bytes) -> None:
+        super().parse_header(header_plus)
+        if self.version != "1.0" or "CONTENT_LENGTH" in self.headers:
+            return
+        if self.headers.get("TRANSFER_ENCODING", "").strip(" \t").lower() == "chunked":
+            del self.headers["TRANSFER_ENCODING"]
+            self.chunked = True
+            self.body_rcv = ChunkedReceiver(OverflowableBuffer(self.adj.inbuf_overflow))
+
+
+HTTPChannel.parser_class = HTTP10ChunkedParser
