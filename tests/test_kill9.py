@@ -4,13 +4,15 @@ The real local-run server (`python -m chalicelib.localrun --external-s3`) runs i
 own process against the session's SeaweedFS, so killing it leaves the bucket as the
 crash left it: every upload answered 200 must be there whole, and the parts of the
 uploads cut between their first PUT and their commit are removed by the first pruning
-run after the grace period, which counts them.
+run after the grace period, which counts them. A cut upload sent again to a restarted
+collector is finished under a fresh stem with its first id, and keeps its claim.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -29,6 +31,8 @@ from tests.testlib import forms
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIENTS = 8
+ATTACHMENTS = 4
+ATTACHMENT_BYTES = 2 * 1024 * 1024
 GRACE_SECONDS = 2
 MIB = 1024 * 1024
 
@@ -39,6 +43,7 @@ class Sent:
     attachments: dict[str, bytes]
     status: int | str = ""
     report_id: str = ""
+    form: tuple[bytes, dict[str, str], dict[str, str]] | None = None
 
 
 def start_collector(backend: Backend, tmp_path: Path) -> tuple[subprocess.Popen, str]:
@@ -71,10 +76,12 @@ def start_collector(backend: Backend, tmp_path: Path) -> tuple[subprocess.Popen,
 
 
 def send(url: str, sent: Sent) -> None:
-    body, headers, query = forms.crashpad_form(
+    """POST the upload like Crashpad (chunked gzip form); the same form when sent again."""
+    sent.form = sent.form or forms.crashpad_form(
         {"prod": "Jami", "ver": "1.0", "platform": "linux"}, dump=sent.dump,
         attachments=sent.attachments,
     )
+    body, headers, query = sent.form
     try:
         response = requests.post(url, data=forms.chunked(body), headers=headers, params=query,
                                  timeout=60)
@@ -124,7 +131,7 @@ def test_kill_9_mid_burst_every_200_whole_and_leftovers_pruned_and_counted(
         while not stop.is_set():
             # Large attachments widen the window between a dump's PUT and its commit.
             item = Sent(forms.fake_dump(256 * 1024, rng.randrange(2**30)), {
-                f"log{n}.txt": rng.randbytes(MIB) for n in range(3)})
+                f"log{n}.txt": rng.randbytes(ATTACHMENT_BYTES) for n in range(ATTACHMENTS)})
             with lock:
                 sent.append(item)
             send(url, item)
@@ -136,10 +143,11 @@ def test_kill_9_mid_burst_every_200_whole_and_leftovers_pruned_and_counted(
         thread.start()
     try:
         deadline = time.monotonic() + 60
-        # Kill once some uploads were answered and one has its dump stored but not yet
-        # all three attachments: it is a few PUTs away from its commit.
+        # Kill once some uploads were answered and two are cut short, one with its dump
+        # stored and at most one attachment: several large PUTs away from its commit.
         while not (sum(s.status == 200 for s in sent) >= CLIENTS
-                   and any(len(keys) < 3 for keys in leftovers(backend).values())):
+                   and len(caught := leftovers(backend)) >= 2
+                   and any(len(keys) <= 2 for keys in caught.values())):
             assert time.monotonic() < deadline, "no upload was ever caught between PUTs"
             assert process.poll() is None, (tmp_path / "collector.log").read_text()
         os.kill(process.pid, signal.SIGKILL)
@@ -166,15 +174,33 @@ def test_kill_9_mid_burst_every_200_whole_and_leftovers_pruned_and_counted(
                 assert stream.read() == item.attachments[name]
 
     left = leftovers(backend)
-    left_keys = sorted(key for keys in left.values() for key in keys)
-    assert left and len(left) <= len(cut)
-    committed_before = sorted(backend.keys(backend.prefix + "reports/"))
-    size_of = sizes(backend)
-
+    assert len(left) >= 2 and len(left) <= len(cut)
     # Within the grace period the cut uploads count as in progress: nothing goes.
     early = pruning.prune_to_limit(store, 1024 * MIB, 3600)
     assert (early.orphans_removed, early.in_progress_uploads) == (0, len(left))
     assert leftovers(backend) == left
+
+    # A client sends one cut upload again to the restarted collector: it is resumed
+    # under a fresh stem with the id its first attempt was given, and keeps its claim.
+    retried_stem = sorted(left)[0]
+    claim_key = f"{backend.prefix}parts/{retried_stem}.dmp"
+    retried = next(s for s in cut if s.dump == backend.read(claim_key))
+    process, url = start_collector(backend, tmp_path)
+    try:
+        send(url, retried)
+    finally:
+        process.kill()
+        process.wait(10)
+    first_id = backend.client.head_object(Bucket=backend.bucket, Key=claim_key)["Metadata"][
+        "report-id"]
+    assert (retried.status, retried.report_id) == (200, first_id)
+    answered.append(retried)
+    resumed = store.get(first_id).claim
+    assert re.fullmatch(retried_stem + "-[0-9a-f]{16}", resumed)
+    kept_claim = sorted(left.pop(retried_stem))
+    left_keys = sorted(key for keys in left.values() for key in keys)
+    committed_before = sorted(backend.keys(backend.prefix + "reports/"))
+    size_of = sizes(backend)
 
     time.sleep(GRACE_SECONDS + 1.5)  # S3 times have one-second resolution
     result = pruning.prune_to_limit(store, 1024 * MIB, GRACE_SECONDS)
@@ -182,7 +208,7 @@ def test_kill_9_mid_burst_every_200_whole_and_leftovers_pruned_and_counted(
     assert sorted(result.orphan_keys) == left_keys
     assert result.orphan_bytes == sum(size_of[key] for key in left_keys) > 0
     assert (result.reports_deleted, result.in_progress_uploads) == (0, 0)
-    assert leftovers(backend) == {}
+    assert leftovers(backend) == {retried_stem: kept_claim}  # counted with its report
     assert sorted(backend.keys(backend.prefix + "reports/")) == committed_before
     for item in answered:
         with store.open_dump(store.get(item.report_id)) as stream:
