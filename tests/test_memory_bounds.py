@@ -6,18 +6,12 @@ The server runs in a subprocess; its peak RSS (VmHWM) is reset once the store is
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import json
-import random
-import tempfile
-import uuid
 
 import pytest
 import requests
 
-from chalicelib.store import ReportStore
-from chalicelib.submission import FilePart, Submission
 from tests.conftest import BUCKET
 from tests.testlib import forms, served
 from tests.testlib.viewing import LOGIN, USERS
@@ -59,32 +53,10 @@ def test_16_uploads_of_60_parts_of_1_mib_stay_within_the_memory_bound(
     assert meta["dump"]["sha256"] == hashlib.sha256(b"MDMP" + bytes(MIB - 4)).hexdigest()
 
 
-def store_big_dump(store: ReportStore, size: int) -> tuple[str, str]:
-    """A report whose dump is `size` seeded random bytes, stored without the server;
-    (report id, sha256)."""
-    rng, digest = random.Random(7), hashlib.sha256()
-    content = tempfile.TemporaryFile()
-    written = 0
-    while written < size:
-        block = (b"MDMP" if not written else b"") + rng.randbytes(min(8 * MIB, size - written))
-        block = block[: size - written]
-        content.write(block)
-        digest.update(block)
-        written += len(block)
-    content.seek(0)
-    guid = str(uuid.uuid4())
-    dump = FilePart("upload_file_minidump", "big.dmp", content, size, digest.hexdigest())
-    sent = Submission(annotations={"platform": "linux", "guid": guid}, dump=dump,
-                      attachments=[], received_at=datetime.datetime.now(datetime.timezone.utc),
-                      crashpad_uuid=str(uuid.uuid4()), client_guid=guid)
-    with sent:
-        return store.put(sent), digest.hexdigest()
-
-
 @pytest.mark.seaweedfs
 @pytest.mark.slow
 def test_a_256_mib_dump_download_is_streamed(seaweed, seaweed_backend) -> None:
-    report_id, digest = store_big_dump(seaweed_backend.store(retry_seconds=60), 256 * MIB)
+    report_id, digest = served.store_big_dump(seaweed_backend.store(retry_seconds=60), 256 * MIB)
     with served.ServedApp(seaweed.endpoint, BUCKET, seaweed_backend.prefix,
                           VIEWER_USERS=USERS) as app:
         before = warmed(app)

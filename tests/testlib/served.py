@@ -6,15 +6,21 @@ raw sockets. Used by the memory and conformance tests and by bench/hostile_parts
 from __future__ import annotations
 
 import concurrent.futures
+import datetime
+import hashlib
 import os
+import random
 import subprocess
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 
 import requests
 
 from chalicelib.seaweed import free_port
+from chalicelib.store import ReportStore
+from chalicelib.submission import FilePart, Submission
 from tests.testlib import forms
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -96,3 +102,25 @@ def post_all(url: str, uploads: list[tuple[bytes, dict, dict]]) -> list[tuple[in
 
     with concurrent.futures.ThreadPoolExecutor(len(uploads)) as pool:
         return list(pool.map(post, uploads))
+
+
+def store_big_dump(store: ReportStore, size: int) -> tuple[str, str]:
+    """A report whose dump is `size` seeded random bytes, stored without the server;
+    (report id, sha256)."""
+    rng, digest = random.Random(7), hashlib.sha256()
+    content = tempfile.TemporaryFile()
+    written = 0
+    while written < size:
+        block = (b"MDMP" if not written else b"") + rng.randbytes(min(8 * MIB, size - written))
+        block = block[: size - written]
+        content.write(block)
+        digest.update(block)
+        written += len(block)
+    content.seek(0)
+    guid = str(uuid.uuid4())
+    dump = FilePart("upload_file_minidump", "big.dmp", content, size, digest.hexdigest())
+    sent = Submission(annotations={"platform": "linux", "guid": guid}, dump=dump,
+                      attachments=[], received_at=datetime.datetime.now(datetime.timezone.utc),
+                      crashpad_uuid=str(uuid.uuid4()), client_guid=guid)
+    with sent:
+        return store.put(sent), digest.hexdigest()
