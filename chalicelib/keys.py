@@ -19,16 +19,25 @@ def inverted(report_id: str) -> str:
     return f"{_MAX_ID - int(report_id, 16):016x}"
 
 
+def _quote(value: str) -> str:
+    return urllib.parse.quote(value, safe="").replace("~", "%7E").replace(".", "%2E")
+
+
 def encode_key_part(value: str, limit: int = FACT_KEY_CHARS) -> str:
     """A value made safe for one `~`-separated key part, cut to `limit` characters with a
-    trailing `*` when cut (never inside a %XX escape)."""
-    encoded = urllib.parse.quote(value, safe="").replace("~", "%7E").replace(".", "%2E")
+    trailing `*` when cut, between whole characters (never inside a %XX escape or a
+    character's UTF-8 bytes)."""
+    encoded = _quote(value)
     if len(encoded) <= limit:
         return encoded
-    cut = encoded[:limit]
-    if "%" in cut[-2:]:
-        cut = cut[: cut.rindex("%")]
-    return cut + "*"
+    pieces, used = [], 0
+    for char in value:
+        piece = _quote(char)
+        if used + len(piece) > limit:
+            break
+        pieces.append(piece)
+        used += len(piece)
+    return "".join(pieces) + "*"
 
 
 def encode_within(values: list[str], budget: int) -> str:
