@@ -210,9 +210,7 @@ class Bucket:
         failure: Exception | None = None
         while True:
             if time.monotonic() >= deadline:
-                raise StoreUnavailable(
-                    f"storage unavailable: {failure or 'the retry budget ran out'}"
-                ) from failure
+                raise _unavailable(failure, attempt)
             try:
                 return call(*args, **kwargs)
             except ClientError as error:
@@ -229,9 +227,26 @@ class Bucket:
             left = deadline - time.monotonic() - 0.01
             pause = min(2.0, 0.05 * 2**attempt) * (0.5 + random.random() / 2)
             if left <= 0:
-                raise StoreUnavailable(f"storage unavailable: {failure}") from failure
+                raise _unavailable(failure, attempt)
             log.warning("S3 call failed (attempt %d), retrying: %s", attempt, failure)
             time.sleep(min(pause, left))
+
+
+def _unavailable(failure: Exception | None, attempts: int) -> StoreUnavailable:
+    """The error for a budget spent: what failed, in words safe for a public answer
+    (S3's code or botocore's error type; the full text goes to the log)."""
+    if failure is None:
+        return StoreUnavailable("storage unavailable: the retry budget ran out")
+    log.error("S3 kept failing (%d attempts): %s", attempts, failure)
+    if isinstance(failure, ClientError):
+        code = failure.response.get("Error", {}).get("Code", "")
+        status = failure.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        what = f"S3 {code or 'error'} ({status})"
+    else:
+        what = type(failure).__name__
+    error = StoreUnavailable(f"storage unavailable: {what} after {attempts} attempts")
+    error.__cause__ = failure
+    return error
 
 
 def _transient(error: ClientError, operation: str) -> ClientError:
