@@ -9,9 +9,11 @@ import pytest
 
 from chalice import Chalice, Response
 from chalice.test import Client
+from waitress.adjustments import Adjustments
+from waitress.channel import HTTPChannel
 
 from chalicelib import pages, web
-from chalicelib.wsgi import CHUNK, INLINE_BODY_BYTES, ChaliceWSGI
+from chalicelib.wsgi import CHUNK, INLINE_BODY_BYTES, ChaliceWSGI, HTTP10ChunkedParser
 
 DOWNLOAD = bytes(range(256)) * 1000 + b"end"
 
@@ -158,3 +160,26 @@ def test_outside_the_local_server_a_download_is_read_whole_and_closed() -> None:
         response = client.http.get("/download/200", headers={"Accept": "*/*"})
     assert response.status_code == 200 and response.body == DOWNLOAD
     assert app.opened[0].was_closed
+
+
+def parsed(raw: bytes) -> HTTP10ChunkedParser:
+    parser = HTTP10ChunkedParser(Adjustments())
+    while raw and not parser.completed:
+        raw = raw[parser.received(raw):]
+    return parser
+
+
+def test_http10_chunked_bodies_are_read_like_http11_ones() -> None:
+    chunked = b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+    for version in (b"1.0", b"1.1"):
+        parser = parsed(b"POST /submit HTTP/" + version + b"\r\nTransfer-Encoding: chunked\r\n"
+                        b"Content-Type: x/y\r\n\r\n" + chunked)
+        assert parser.completed and parser.error is None
+        assert parser.get_body_stream().read() == b"hello world"
+        assert parser.headers["CONTENT_LENGTH"] == "11"
+        assert "TRANSFER_ENCODING" not in parser.headers
+    # With a Content-Length too, HTTP/1.0 keeps to the Content-Length.
+    parser = parsed(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"
+                    + chunked)
+    assert parser.get_body_stream().read() == b"5\r\n"
+    assert HTTPChannel.parser_class is HTTP10ChunkedParser
