@@ -55,6 +55,21 @@ def test_16_uploads_of_60_parts_of_1_mib_stay_within_the_memory_bound(
 
 @pytest.mark.seaweedfs
 @pytest.mark.slow
+def test_16_uploads_of_too_many_parts_are_refused_within_the_memory_bound(
+    seaweed, seaweed_backend
+) -> None:
+    with served.ServedApp(seaweed.endpoint, BUCKET, seaweed_backend.prefix) as app:
+        before = warmed(app)
+        upload = served.hostile_form(parts=200)
+        answers = served.post_all(app.submit_url, [upload] * 16)
+        growth = app.memory_mib("VmHWM") - before
+    assert answers == [(413, "more than 128 attachments\n")] * 16
+    assert growth < HOSTILE_GROWTH_MIB, f"peak RSS grew {growth:.0f} MiB"
+    assert len(seaweed_backend.keys(seaweed_backend.prefix + "reports/")) == 1  # the warm-up
+
+
+@pytest.mark.seaweedfs
+@pytest.mark.slow
 def test_a_256_mib_dump_download_is_streamed(seaweed, seaweed_backend) -> None:
     report_id, digest = served.store_big_dump(seaweed_backend.store(retry_seconds=60), 256 * MIB)
     with served.ServedApp(seaweed.endpoint, BUCKET, seaweed_backend.prefix,
