@@ -16,6 +16,7 @@ log = logging.getLogger("app")
 
 app = Chalice(app_name="crash-collector")
 app.api.binary_types.extend(["multipart/form-data", "application/zip"])
+web.accept_any_type(app)  # no Accept header means any type, here and on API Gateway
 
 
 @functools.cache

@@ -106,7 +106,7 @@ def parse_marker_name(name: str) -> tuple[str, ReportSummary] | None:
 class CrashStore(Bucket):
     @classmethod
     def from_config(cls, cfg: Config) -> CrashStore:
-        return cls(default_client(), cfg.bucket, cfg.prefix, cfg.storage_retry_seconds)
+        return cls(default_client(cfg), cfg.bucket, cfg.prefix, cfg.storage_retry_seconds)
 
     # -- writing -------------------------------------------------------------------
 

@@ -79,7 +79,7 @@ class StoredReport:
 class ReportStore(Bucket):
     @classmethod
     def from_config(cls, cfg: Config) -> ReportStore:
-        return cls(default_client(), cfg.bucket, cfg.prefix, cfg.storage_retry_seconds)
+        return cls(default_client(cfg), cfg.bucket, cfg.prefix, cfg.storage_retry_seconds)
 
     # -- writing -------------------------------------------------------------------
 
@@ -178,8 +178,8 @@ class ReportStore(Bucket):
     def _put_file(
         self, key: str, part: FilePart, report_id: str | None = None, exclusive: bool = True
     ) -> None:
-        # Small parts go as bytes: botocore sends any file-like body with
-        # "Expect: 100-continue", a round trip per PUT that only pays off for large ones.
+        # Small parts go as bytes (at most SMALL_PART_BYTES held at a time), large ones
+        # stream from their spool file.
         body: Any = part.read() if part.size <= SMALL_PART_BYTES else part.content
         part.content.seek(0)
         extra: dict[str, Any] = {}

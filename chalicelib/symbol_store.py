@@ -99,7 +99,7 @@ class MissingSymbols:
 class SymbolStore(Bucket):
     @classmethod
     def from_config(cls, cfg: Config) -> SymbolStore:
-        return cls(default_client(), cfg.bucket, cfg.prefix, cfg.storage_retry_seconds)
+        return cls(default_client(cfg), cfg.bucket, cfg.prefix, cfg.storage_retry_seconds)
 
     def _module_key(self, debug_file: str, debug_id: str, suffix: str) -> str:
         name = sym_name(debug_file)[: -len(".sym")]

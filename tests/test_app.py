@@ -103,10 +103,11 @@ def test_storage_down_past_the_retry_budget_is_503_with_a_reason(app_env, moto_b
     assert moto_backend.keys() == []
 
 
-def test_a_missing_bucket_is_503_with_a_reason(app_env, moto_backend) -> None:
+def test_a_missing_bucket_is_500_at_once_with_a_reason(app_env, moto_backend) -> None:
+    """A bucket that does not exist will not appear by retrying: no 503 "retry later"."""
     application = app_env(moto_backend, REPORTS_BUCKET="no-such-bucket")
     body, headers, query = forms.crashpad_form()
     with Client(application.app) as client:
         response = post(client, body, headers, query)
-    assert response.status_code == 503
+    assert response.status_code == 500
     assert "not found" in response.body.decode()
