@@ -80,16 +80,20 @@ def serve(app: object, cfg: config.Config, host: str = "127.0.0.1") -> list[Drai
 def drain(servers: list[DrainingServer], seconds: float, hurry: Any = lambda: False) -> bool:
     """Drain every server at once, for at most `seconds` or until `hurry()` is true, then
     cut what is left. Returns True when every request under way was finished."""
+
+    def under_way() -> tuple[int, int]:
+        receiving, running = zip(*(server.under_way() for server in servers), strict=True)
+        return sum(receiving), sum(running)
+
+    log.info("draining: %d being received, %d being answered", *under_way())
     for server in servers:
         server.drain()
-    started = time.monotonic()
-    noted = started
+    started = noted = time.monotonic()
     while not all(server.wait(0) for server in servers):
         now = time.monotonic()
         if hurry() or now - started > seconds:
-            receiving, running = map(sum, zip(*(s.under_way() for s in servers), strict=True))
             log.warning("stopping now: cutting %d upload(s) being received and %d request(s)"
-                        " being answered", receiving, running)
+                        " being answered", *under_way())
             for server in servers:
                 server.abort()
             for server in servers:
@@ -97,9 +101,8 @@ def drain(servers: list[DrainingServer], seconds: float, hurry: Any = lambda: Fa
             return False
         if now - noted >= 5:
             noted = now
-            receiving, running = map(sum, zip(*(s.under_way() for s in servers), strict=True))
             log.info("draining: %d being received, %d being answered (%.0f s left)",
-                     receiving, running, seconds - (now - started))
+                     *under_way(), seconds - (now - started))
         servers[0].wait(0.1)
     log.info("drained in %.1f s", time.monotonic() - started)
     return True
