@@ -17,11 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-Row = tuple[str, str, str, str]  # figure, value, same-run baseline, ratio
-
-
-def ratio(value: float, baseline: float) -> str:
-    return f"{value / baseline:.2f}" if baseline else "-"
+from bench.table import HEADERS, Row, print_table, ratio
 
 
 def ingest_rows(result: dict[str, Any]) -> list[Row]:
@@ -101,6 +97,11 @@ def symbols_rows(result: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def own_rows(result: dict[str, Any]) -> list[Row]:
+    """For benchmarks whose JSON carries the table's rows."""
+    return [tuple(str(cell) for cell in row) for row in result["rows"]]  # type: ignore[misc]
+
+
 @dataclasses.dataclass(frozen=True)
 class Bench:
     name: str
@@ -118,6 +119,8 @@ BENCHES = [
                              "--page-reports", "2000", "--signatures", "50", "--repeat", "2"],
           processing_rows),
     Bench("symbols", [], ["--funcs", "20000"], symbols_rows),
+    Bench("drain", [], ["--uploads", "8"], own_rows),
+    Bench("hostile_parts", [], ["--download-mb", "32"], own_rows),
 ]
 
 
@@ -136,11 +139,7 @@ def run_bench(bench: Bench, quick: bool) -> tuple[list[Row], str]:
 
 
 def show(table: list[tuple[str, Row]]) -> None:
-    headers = ("bench", "figure", "value", "baseline", "ratio")
-    cells = [headers, *[(name, *row) for name, row in table]]
-    widths = [max(len(str(line[i])) for line in cells) for i in range(len(headers))]
-    for line in cells:
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip())
+    print_table([("bench", *HEADERS), *[(name, *row) for name, row in table]])
 
 
 def main() -> None:

@@ -31,11 +31,11 @@ from pathlib import Path
 
 import requests
 
+from bench.table import HEADERS, Row, print_table
 from chalicelib.seaweed import SeaweedServer, free_port
 from tests.testlib import forms
 
 BUCKET = "bench-drain"
-Row = tuple[str, str, str, str]
 
 
 def start_run(data: Path) -> tuple[subprocess.Popen, str]:
@@ -181,10 +181,7 @@ def main() -> None:
     if args.json:
         print(json.dumps({**result, "rows": table}, indent=2))
         return
-    cells = [("figure", "value", "baseline", "ratio"), *table]
-    widths = [max(len(line[i]) for line in cells) for i in range(4)]
-    for line in cells:
-        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+    print_table([HEADERS, *table])
 
 
 if __name__ == "__main__":

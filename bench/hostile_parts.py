@@ -25,12 +25,12 @@ from pathlib import Path
 
 import requests
 
+from bench.table import HEADERS, Row, print_table, ratio
 from chalicelib.seaweed import SeaweedServer
 from chalicelib.store import ReportStore
 from tests.testlib import forms, served
 from tests.testlib.viewing import LOGIN, USERS
 
-Row = tuple[str, str, str, str]  # figure, value, same-run baseline, ratio
 BUCKET = "bench-hostile"
 MIB = 1024 * 1024
 BOUND_MIB = 256
@@ -103,9 +103,6 @@ def rows(result: dict) -> list[Row]:
     n, parts = result["uploads"], result["parts"]
     base, hostile = result["baseline"], result["hostile"]
 
-    def ratio(value: float, baseline: float) -> str:
-        return f"{value / baseline:.2f}" if baseline else "-"
-
     table = [
         (f"hostile parts: server peak RSS growth MiB, {n} x {parts} parts of 1 MiB "
          f"(baseline: {n} x one 1 MiB dump; bound {result['bound_mib']})",
@@ -148,10 +145,7 @@ def main() -> None:
     if args.json:
         print(json.dumps({**result, "rows": table}, indent=2))
         return
-    cells = [("figure", "value", "baseline", "ratio"), *table]
-    widths = [max(len(line[i]) for line in cells) for i in range(4)]
-    for line in cells:
-        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+    print_table([HEADERS, *table])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,19 @@
+"""The benchmarks' common output: rows of (figure, value, same-run baseline, ratio)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+Row = tuple[str, str, str, str]
+HEADERS: Row = ("figure", "value", "baseline", "ratio")
+
+
+def ratio(value: float, baseline: float) -> str:
+    return f"{value / baseline:.2f}" if baseline else "-"
+
+
+def print_table(lines: Sequence[Sequence[str]]) -> None:
+    """Left-aligned columns, the first line the headers."""
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(lines[0]))]
+    for line in lines:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip())
