@@ -237,16 +237,39 @@ def main(argv: list[str] | None = None) -> None:
         if s3 is not None:
             s3.stop()
         raise SystemExit(f"cannot start: {error}") from None
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3", "AWS S3")
     stop = threading.Event()
     pool = None
-    if cfg.processing_workers > 0:
-        pool = attach_processing(application, cfg.processing_workers)
-    prune = getattr(application, "prune", None)
-    if prune is not None:
-        threading.Thread(
-            target=run_schedule, args=(prune, cfg.prune_rate_minutes, stop, pool), daemon=True
-        ).start()
+    try:
+        if cfg.processing_workers > 0:
+            pool = attach_processing(application, cfg.processing_workers)
+        prune = getattr(application, "prune", None)
+        if prune is not None:
+            threading.Thread(
+                target=run_schedule, args=(prune, cfg.prune_rate_minutes, stop, pool),
+                daemon=True,
+            ).start()
+        announce(args, cfg, s3, drain_seconds)
+        notify_service_manager("READY=1")
+        stops.wait()
+        notify_service_manager("STOPPING=1")
+        log.info("stopping: no new connections; finishing requests under way"
+                 " (Ctrl-C again to stop at once)")
+        drain(servers, drain_seconds, stops.again)
+    finally:
+        stop.set()
+        for server in servers:
+            server.close()  # a no-op once drained
+        if pool is not None:
+            pool.stop()
+        if s3 is not None:
+            s3.stop()
+            log.info("embedded S3 stopped")
+
+
+def announce(
+    args: argparse.Namespace, cfg: config.Config, s3: SeaweedServer | None, drain_seconds: float
+) -> None:
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3", "AWS S3")
     where = f", data in {s3.data_dir}, weed pid {s3.process.pid}" if s3 is not None else ""
     print(f"S3              {endpoint}  bucket {cfg.bucket}{where}")
     print(f"submit          http://{args.host}:{cfg.submit_port}/submit")
@@ -257,20 +280,6 @@ def main(argv: list[str] | None = None) -> None:
               "  export VIEWER_USERS=\"admin:$(python -m chalicelib.auth hash)\"")
     print(f"Ctrl-C stops (finishing requests under way, at most {drain_seconds:.0f} s).",
           flush=True)
-    notify_service_manager("READY=1")
-    try:
-        stops.wait()
-        notify_service_manager("STOPPING=1")
-        log.info("stopping: no new connections; finishing requests under way"
-                 " (Ctrl-C again to stop at once)")
-        drain(servers, drain_seconds, stops.again)
-    finally:
-        stop.set()
-        if pool is not None:
-            pool.stop()
-        if s3 is not None:
-            s3.stop()
-            log.info("embedded S3 stopped")
 
 
 if __name__ == "__main__":
