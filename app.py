@@ -2,7 +2,9 @@
 
 import functools
 import logging
+import threading
 from collections.abc import Callable
+from typing import TypeVar
 
 from chalice import Chalice, Rate
 
@@ -13,29 +15,43 @@ from chalicelib.symbol_store import SYMBOLS, SymbolStore, sym_name, valid_module
 from chalicelib.symbol_upload import accept_upload, complete_v2, upload_slot
 
 log = logging.getLogger("app")
+T = TypeVar("T")
 
 app = Chalice(app_name="crash-collector")
 app.api.binary_types.extend(["multipart/form-data", "application/zip"])
 web.accept_any_type(app)  # no Accept header means any type, here and on API Gateway
 
 
-@functools.cache
+def built_once(build: Callable[[], T]) -> Callable[[], T]:
+    """Build on first use, then reuse while the process is warm; concurrent first calls
+    (a burst against a cold local server) wait for one build: each costs an S3 client."""
+    lock, cached = threading.Lock(), functools.cache(build)
+
+    @functools.wraps(build)
+    def get() -> T:
+        with lock:
+            return cached()
+
+    get.cache_clear = cached.cache_clear  # type: ignore[attr-defined]
+    return get
+
+
+@built_once
 def settings() -> config.Config:
     return config.load()
 
 
-@functools.cache
+@built_once
 def reports() -> store.ReportStore:
-    """Built on first use, then reused while the process is warm."""
     return store.ReportStore.from_config(settings())
 
 
-@functools.cache
+@built_once
 def crashes() -> crash_store.CrashStore:
     return crash_store.CrashStore.from_config(settings())
 
 
-@functools.cache
+@built_once
 def symbols() -> SymbolStore:
     return SymbolStore.from_config(settings())
 

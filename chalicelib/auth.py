@@ -50,8 +50,8 @@ class ViewerNotConfigured(Exception):
     """No usable login is configured, so the viewer refuses to serve at all."""
 
 
-class LoginsBusy(ViewerNotConfigured):
-    """Too many logins are being checked at once: retry shortly (503, like its base)."""
+class LoginsBusy(Exception):
+    """Too many logins are being checked at once: retry shortly."""
 
     headers = {"Retry-After": "5"}
 
@@ -255,8 +255,6 @@ def require_uploader(authorization: str | None, key: str | None, keys_spec: str)
         authorization = "Basic " + base64.b64encode(key.encode()).decode()
     try:
         return require_viewer(authorization, keys_spec, "uploads")
-    except LoginsBusy:
-        raise
     except ViewerNotConfigured:
         raise UploadsNotConfigured(
             "SYMBOL_UPLOAD_KEYS is malformed: name:hash pairs separated by commas"

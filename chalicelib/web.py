@@ -39,6 +39,7 @@ ERROR_STATUS: list[tuple[type[BaseException], int]] = [
     (viewer.BadQuery, 400),
     (auth.Unauthorized, 401),
     (auth.ViewerNotConfigured, 503),
+    (auth.LoginsBusy, 503),  # with Retry-After
     (auth.UploadsNotConfigured, 503),
     (symbol_upload.SymbolRejected, 400),
     (symbol_upload.SymbolTooLarge, 413),

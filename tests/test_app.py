@@ -111,3 +111,24 @@ def test_a_missing_bucket_is_500_at_once_with_a_reason(app_env, moto_backend) ->
         response = post(client, body, headers, query)
     assert response.status_code == 500
     assert "not found" in response.body.decode()
+
+
+def test_concurrent_first_requests_share_one_store(app_env, moto_backend) -> None:
+    """A burst against a cold server builds one store (and S3 client), not one per thread."""
+    import threading
+
+    application = app_env(moto_backend)
+    start = threading.Barrier(16)
+    built: list[object] = []
+
+    def first_request() -> None:
+        start.wait()
+        built.append(application.reports())
+
+    threads = [threading.Thread(target=first_request) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(built) == 16
+    assert len({id(store) for store in built}) == 1
