@@ -107,8 +107,8 @@ def download(
 ) -> Response:
     """A file to save, never to display: client bytes must not run as a page here.
 
-    Chalice sends binary bodies only when the request's Accept header names the type
-    or */* (browsers and HTTP clients do); API Gateway answers at most 6 MB.
+    Any Accept header, or none, gets it (web.accept_any_type); API Gateway answers at
+    most 6 MB.
     """
     headers = {
         "Content-Type": content_type,
