@@ -88,10 +88,17 @@ def holds_listener(pid: int, port: int) -> bool | None:
     if inodes is None:
         return None
     try:
-        links = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+        fds = os.listdir(f"/proc/{pid}/fd")
     except OSError:
         return False
-    return any(f"socket:[{inode}]" in links for inode in inodes)
+    wanted = {f"socket:[{inode}]" for inode in inodes}
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") in wanted:
+                return True
+        except OSError:  # closed since the listing
+            continue
+    return False
 
 
 def die_with_parent() -> Callable[[], None] | None:
