@@ -48,10 +48,14 @@ def is_public(route: str) -> bool:
     )
 
 
-def serve(app: object, cfg: config.Config, host: str = "127.0.0.1") -> list[DrainingServer]:
+def serve(
+    app: object, cfg: config.Config, host: str = "127.0.0.1", shared: bool = False
+) -> list[DrainingServer]:
     """Start the submit and viewer servers in threads; returns them (.drain(), .close()).
 
-    Raises OSError naming the port when one is held by a server that does not share it.
+    `shared`: a later run may bind the same ports and take the new connections (a rolling
+    restart); tests and benchmarks keep their ports to themselves. Raises OSError naming
+    the port when one is held by a server that does not share it.
     """
     body_limit = max(cfg.max_submission_bytes, cfg.max_symbol_bytes) + 1024 * 1024
     plan = [
@@ -64,7 +68,7 @@ def serve(app: object, cfg: config.Config, host: str = "127.0.0.1") -> list[Drai
     try:
         for port, _, _ in plan:
             try:
-                sockets.append(listening_socket(host, port))
+                sockets.append(listening_socket(host, port, shared=shared))
             except OSError as error:
                 raise OSError(error.errno, f"port {port} on {host}: {error.strerror}") from None
     except OSError:
@@ -232,7 +236,7 @@ def main(argv: list[str] | None = None) -> None:
         import app as application  # after the endpoint is set: the store reads it on first use
 
         application.reports().check_bucket()
-        servers = serve(application.app, cfg, args.host)
+        servers = serve(application.app, cfg, args.host, shared=True)
     except Exception as error:
         if s3 is not None:
             s3.stop()

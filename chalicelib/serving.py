@@ -68,8 +68,11 @@ def steer_new_connections_to_second(sock: socket.socket) -> bool:
     return True
 
 
-def listening_socket(host: str, port: int, backlog: int = 1024) -> socket.socket:
-    """A TCP listener on host:port that another process of the same user can share.
+def listening_socket(
+    host: str, port: int, backlog: int = 1024, shared: bool = True
+) -> socket.socket:
+    """A TCP listener on host:port that, when `shared`, another process of the same user
+    can share (the new one taking the new connections).
 
     Raises OSError (EADDRINUSE) when a server that does not share its port holds it.
     """
@@ -79,12 +82,14 @@ def listening_socket(host: str, port: int, backlog: int = 1024) -> socket.socket
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if shared:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind(address)
         sock.listen(backlog)
-        steer_new_connections_to_second(sock)
+        if shared:
+            steer_new_connections_to_second(sock)
     except BaseException:
         sock.close()
         raise

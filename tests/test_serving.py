@@ -132,6 +132,15 @@ def test_idle_keep_alive_connection_is_closed_and_does_not_hold_the_drain(server
         assert client.recv(10) == b""
 
 
+def test_an_unshared_listener_keeps_its_port() -> None:
+    server = DrainingServer(answering(b"A"), listening_socket("127.0.0.1", 0, shared=False))
+    try:
+        with pytest.raises(OSError):
+            listening_socket("127.0.0.1", server.port)
+    finally:
+        server.close()
+
+
 def test_a_port_held_by_a_server_that_does_not_share_it_is_refused() -> None:
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
