@@ -17,6 +17,7 @@ import concurrent.futures
 import logging
 import multiprocessing
 import queue
+import signal
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -56,6 +57,9 @@ def unprocessed(
 
 def _init_worker() -> None:
     global _stores
+    # A terminal's Ctrl-C reaches the whole process group: the local run stops the pool
+    # itself once its requests are drained, and a job under way should finish.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     cfg = config.load()
     _stores = (
         ReportStore.from_config(cfg), CrashStore.from_config(cfg), SymbolStore.from_config(cfg)

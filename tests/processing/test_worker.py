@@ -249,3 +249,32 @@ def test_a_killed_worker_blames_no_innocent_report(seaweed_backend, monkeypatch)
     finally:
         pool.stop()
     assert crash["status"] == "OK" and crash["crash_info"]["type"] == "SIGSEGV"
+
+
+@pytest.mark.seaweedfs
+def test_workers_outlive_a_terminal_ctrl_c(seaweed_backend, monkeypatch):
+    """Ctrl-C reaches the whole process group; the workers leave stopping to the run."""
+    import os
+    import signal
+
+    for name, value in seaweed_backend.env().items():
+        monkeypatch.setenv(name, value)
+    reports, crashes = seaweed_backend.store(), crash_store(seaweed_backend)
+    with forms.stored_submission(forms.fake_dump(3000, 1)) as sent:
+        first = reports.put(sent)
+    pool = ProcessingPool(1).start(reports, crashes)
+    try:
+        wait_for_crashes(crashes, [first])
+        workers = worker_pids()
+        assert workers
+        for pid in workers:
+            os.kill(pid, signal.SIGINT)
+        with forms.stored_submission(forms.fixture_dump("linux-x86_64-breakpad-sigsegv.dmp")) \
+                as sent:
+            late = reports.put(sent)
+        pool.add(late)
+        crash = wait_for_crashes(crashes, [late])[late]
+        assert worker_pids() == workers  # the same processes did it
+    finally:
+        pool.stop()
+    assert crash["status"] == "OK" and crash["crash_info"]["type"] == "SIGSEGV"
