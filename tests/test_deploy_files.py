@@ -39,6 +39,11 @@ def test_compose_file_runs_the_collector_against_its_s3(name: str) -> None:
     assert "127.0.0.1:8081:8081" in collector["ports"]  # the viewer is not published openly
     for dependency in collector["depends_on"]:
         assert dependency in compose["services"]
+    # docker stop must let the drain finish before its SIGKILL (docs/running.md)
+    from chalicelib import config, localrun
+
+    drain = config.Config.from_env({}).storage_retry_seconds + localrun.DRAIN_MARGIN_SECONDS
+    assert int(collector["stop_grace_period"].removesuffix("s")) > drain
     for volume in compose["services"].get("localstack", {}).get("volumes", []):
         assert (ROOT / volume.split(":")[0]).exists()
 
