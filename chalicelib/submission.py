@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import io
+import json
 import re
 import zlib
 from collections.abc import Iterator, Mapping
@@ -26,7 +27,10 @@ DUMP_FIELD = "upload_file_minidump"
 CHUNK = 64 * 1024
 MEMORY_BUDGET = 2 * 1024 * 1024  # file bytes one request keeps in memory, all parts together
 MAX_ATTACHMENTS = 128  # file parts besides the dump
-ANNOTATION_BYTES = 4 * 1024 * 1024  # all annotation values of one request together
+# All annotations of one request together, as the metadata JSON will hold them: a control
+# character costs 6 bytes there (\u0001) and an invalid byte 3 (U+FFFD), so the bound
+# is on that size, not on the bytes sent.
+ANNOTATION_BYTES = 1024 * 1024
 QUERY_FIELDS = ("product", "version", "guid")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
@@ -304,7 +308,14 @@ class _FieldSink:
             )
 
     def finish(self) -> tuple[str, str]:
-        return self.name, self.buffer.decode("utf-8", errors="replace")
+        value = self.buffer.decode("utf-8", errors="replace")
+        stored = len(json.dumps({self.name: value}, ensure_ascii=False).encode())
+        self.total.left -= stored - len(self.buffer)
+        if self.total.left < 0:
+            raise SubmissionTooLarge(
+                f"annotations larger than {self.total.limit // 1024} KiB together, as stored"
+            )
+        return self.name, value
 
 
 class _FileSink:

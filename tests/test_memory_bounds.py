@@ -70,6 +70,24 @@ def test_16_uploads_of_too_many_parts_are_refused_within_the_memory_bound(
 
 @pytest.mark.seaweedfs
 @pytest.mark.slow
+def test_16_uploads_of_control_character_annotations_are_refused_within_the_bound(
+    seaweed, seaweed_backend
+) -> None:
+    """Control characters take 6 bytes each in the metadata JSON: bounded as stored."""
+    fields = {f"k{n:02d}": "\x01" * (64 * 1024 - 64) for n in range(15)}
+    upload = forms.crashpad_form(fields, dump=b"MDMP" + bytes(1000))
+    assert len(upload[0]) < 20_000
+    with served.ServedApp(seaweed.endpoint, BUCKET, seaweed_backend.prefix) as app:
+        before = warmed(app)
+        answers = served.post_all(app.submit_url, [upload] * 16)
+        growth = app.memory_mib("VmHWM") - before
+    assert answers == [(413, "annotations larger than 1024 KiB together, as stored\n")] * 16
+    assert growth < HOSTILE_GROWTH_MIB / 4, f"peak RSS grew {growth:.0f} MiB"
+    assert len(seaweed_backend.keys(seaweed_backend.prefix + "reports/")) == 1  # the warm-up
+
+
+@pytest.mark.seaweedfs
+@pytest.mark.slow
 def test_a_256_mib_dump_download_is_streamed(seaweed, seaweed_backend) -> None:
     report_id, digest = served.store_big_dump(seaweed_backend.store(retry_seconds=60), 256 * MIB)
     with served.ServedApp(seaweed.endpoint, BUCKET, seaweed_backend.prefix,

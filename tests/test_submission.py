@@ -213,11 +213,26 @@ def test_too_many_attachments() -> None:
 
 def test_annotations_together_are_bounded() -> None:
     limits = Limits(max_body_bytes=64 << 20, max_annotations=512, max_annotation_bytes=65536)
-    fields = {f"a{i:03d}": "v" * 65000 for i in range(64)}
+    fields = {f"a{i:03d}": "v" * 65000 for i in range(15)}
     body, headers, _ = forms.crashpad_form(fields)
     with parse(body, headers, limits=limits) as sub:
-        assert len(sub.annotations) == 64 + 1
+        assert len(sub.annotations) == 15 + 1
     fields.update({f"b{i:03d}": "v" * 65000 for i in range(2)})
     body, headers, _ = forms.crashpad_form(fields)
-    with pytest.raises(SubmissionTooLarge, match="annotations larger than 4096 KiB together"):
+    with pytest.raises(SubmissionTooLarge, match="annotations larger than 1024 KiB together"):
         parse(body, headers, limits=limits)
+
+
+def test_annotations_are_bounded_as_the_metadata_will_hold_them() -> None:
+    """A control character takes 6 bytes of JSON, an invalid byte 3 (U+FFFD): 200 KiB
+    sent would be over 1 MiB stored, a memory cost the bytes sent do not show."""
+    limits = Limits(max_body_bytes=64 << 20, max_annotations=512, max_annotation_bytes=65536)
+    for value in ("\x01" * 50_000, "\x1f" * 50_000):
+        fields = {f"a{i}": value for i in range(4)}
+        body, headers, _ = forms.crashpad_form(fields)
+        with pytest.raises(SubmissionTooLarge, match="1024 KiB together, as stored"):
+            parse(body, headers, limits=limits)
+    plain = {f"a{i}": "\x01" * 40_000 for i in range(4)}  # 960 KiB stored
+    body, headers, _ = forms.crashpad_form(plain)
+    with parse(body, headers, limits=limits) as sub:
+        assert sub.annotations["a3"] == "\x01" * 40_000
