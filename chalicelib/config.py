@@ -120,6 +120,7 @@ SETTINGS = (
 )
 
 MIB = 1024 * 1024
+LARGEST = 1e12  # any setting: an exabyte in MiB, 30,000 years in seconds
 
 # API Gateway (REST) ends every request at 29 s: a Lambda answer must be out by then.
 GATEWAY_SECONDS = 29.0
@@ -200,8 +201,9 @@ class Config:
         raw = {s.name: env.get(s.name, s.default) for s in SETTINGS}
 
         def number(name: str, kind: type = float, minimum: float = 0.0,
-                   zero: bool = False, maximum: float = math.inf) -> float:
-            """A finite number above minimum (or exactly 0 when zero is allowed)."""
+                   zero: bool = False, maximum: float = LARGEST) -> float:
+            """A finite number above minimum (or exactly 0 when zero is allowed), at most
+            maximum: larger ones overflow once scaled to bytes or seconds."""
             text = raw[name].strip()
             try:
                 value = kind(text)
@@ -217,8 +219,7 @@ class Config:
                     bounds = "0 or more"
                 else:
                     bounds = f"at least {minimum:g}" if minimum > 0 else "greater than 0"
-                if maximum < math.inf:
-                    bounds += f" and at most {maximum:g}"
+                bounds += f" and at most {maximum:g}"
                 raise ConfigError(f"{name} must be {bounds}, not {raw[name]!r}")
             return value
 

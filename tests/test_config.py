@@ -62,7 +62,8 @@ def test_every_numeric_setting_is_checked() -> None:
 
 
 @pytest.mark.parametrize("name", NUMERIC)
-@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-inf", "1e999", "-1", "-0.5", ""])
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-inf", "1e999", "-1", "-0.5", "",
+                                   "1e308", "1e13", "99999999999999999999"])
 def test_non_finite_and_negative_numbers_are_refused_by_name(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=f"^{name} must be"):
         Config.from_env({name: value})
