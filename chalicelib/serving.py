@@ -225,5 +225,13 @@ class DrainingServer:
         return not self.server.active_channels
 
     def _close_all(self) -> None:
+        # handle_close, unlike the dispatcher's close that close_all calls, marks the
+        # channel disconnected and wakes a task thread waiting for a slow client to take
+        # its output, so the task ends and closes its response (and the stream behind it).
+        for channel in list(self.server.active_channels.values()):
+            try:
+                channel.handle_close()
+            except OSError:
+                pass
         wasyncore.close_all(self.map)
         self.server.task_dispatcher.shutdown(cancel_pending=True, timeout=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 
 import pytest
@@ -148,3 +149,63 @@ def test_a_port_held_by_a_server_that_does_not_share_it_is_refused() -> None:
         with pytest.raises(OSError) as caught:
             listening_socket("127.0.0.1", holder.getsockname()[1])
     assert "in use" in str(caught.value)
+
+
+class EndlessDownload:
+    """A WSGI response of `size` bytes, made on demand, that notes who serves it and
+    whether the server closed it."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.sent = 0
+        self.closed = threading.Event()
+        self.serving_thread: threading.Thread | None = None
+        self.started = threading.Event()
+
+    def __call__(self, environ, start_response):
+        self.serving_thread = threading.current_thread()
+        start_response("200 OK", [("Content-Length", str(self.size))])
+        self.started.set()
+        return self
+
+    def __iter__(self):
+        chunk = b"d" * 65536
+        while self.sent < self.size and not self.closed.is_set():
+            self.sent += len(chunk)
+            yield chunk
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+@pytest.mark.parametrize("stop", ["close", "drain then abort"])
+def test_stopping_at_once_ends_a_download_to_a_client_that_reads_nothing(stop) -> None:
+    """The task thread waits for the client to take its output; stopping must wake it, so
+    it ends and closes the response instead of waiting forever on a dead server."""
+    download = EndlessDownload(200 * 1024 * 1024)
+    server = DrainingServer(download, listening_socket("127.0.0.1", 0), threads=2).start()
+    try:
+        with socket.socket() as client:
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            client.connect(("127.0.0.1", server.port))
+            client.sendall(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert download.started.wait(5)
+            deadline = time.monotonic() + 5
+            while download.sent < 20 * 1024 * 1024 and time.monotonic() < deadline:
+                time.sleep(0.05)  # until the output buffers are full and the task waits
+            sent = download.sent
+            time.sleep(0.3)
+            assert download.sent == sent < 100 * 1024 * 1024  # blocked on the client
+            if stop == "close":
+                server.close()
+            else:
+                server.drain()
+                assert not server.wait(1.5)  # a response still being sent holds the drain
+                server.abort()
+            assert server.wait(5)
+            assert download.closed.wait(3)
+            download.serving_thread.join(3)
+            assert not download.serving_thread.is_alive()
+            assert download.sent < download.size
+    finally:
+        server.close()
