@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import logging
+import math
 import os
 import signal
 import socket
@@ -93,7 +94,7 @@ def drain(servers: list[DrainingServer], seconds: float, hurry: Any = lambda: Fa
     for server in servers:
         server.drain()
     started = noted = time.monotonic()
-    while not all(server.wait(0) for server in servers):
+    while busy := [server for server in servers if not server.wait(0)]:
         now = time.monotonic()
         if hurry() or now - started > seconds:
             log.warning("stopping now: cutting %d upload(s) being received and %d request(s)"
@@ -107,7 +108,7 @@ def drain(servers: list[DrainingServer], seconds: float, hurry: Any = lambda: Fa
             noted = now
             log.info("draining: %d being received, %d being answered (%.0f s left)",
                      *under_way(), seconds - (now - started))
-        servers[0].wait(0.1)
+        busy[0].wait(0.1)  # one that has stopped would return at once: a busy loop
     log.info("drained in %.1f s", time.monotonic() - started)
     return True
 
@@ -204,6 +205,17 @@ def run_schedule(
             pool.add_all(result.get("reprocess_ids", ()), again=True)
 
 
+def positive_seconds(text: str) -> float:
+    """A finite number of seconds above zero (argparse names the flag on refusal)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, not {text!r}")
+    return seconds
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=".local-data", help="where the embedded S3 keeps data")
@@ -213,7 +225,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address the servers listen on")
     parser.add_argument(
-        "--drain-seconds", type=float, default=None,
+        "--drain-seconds", type=positive_seconds, default=None,
         help="longest wait for requests under way on stop (default: STORAGE_RETRY_SECONDS"
         f" + {DRAIN_MARGIN_SECONDS})",
     )

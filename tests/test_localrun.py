@@ -20,6 +20,7 @@ import requests
 
 from chalicelib import localrun
 from chalicelib.seaweed import SeaweedServer, free_port
+from chalicelib.serving import DrainingServer, listening_socket
 from tests.conftest import BUCKET, Backend
 from tests.test_ingest_live import dump_of, stored_reports
 from tests.testlib import forms
@@ -360,3 +361,48 @@ def test_service_manager_is_told_ready_on_its_socket(tmp_path) -> None:
         assert localrun.notify_service_manager("READY=1", {"NOTIFY_SOCKET": path})
         assert manager.recv(100) == b"READY=1"
     assert not localrun.notify_service_manager("READY=1", {})
+
+
+def test_drain_waits_without_spinning_while_one_server_is_still_busy() -> None:
+    """The first server is done at once; the second answers a request for 2 s more."""
+
+    def quick(environ, start_response):
+        start_response("200 OK", [("Content-Length", "5")])
+        return [b"quick"]
+
+    def slow(environ, start_response):
+        time.sleep(2)
+        start_response("200 OK", [("Content-Length", "4")])
+        return [b"slow"]
+
+    servers = [DrainingServer(app, listening_socket("127.0.0.1", 0), threads=2).start()
+               for app in (quick, slow)]
+    try:
+        with socket.create_connection(("127.0.0.1", servers[1].port), timeout=10) as client:
+            client.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            time.sleep(0.3)
+            cpu, started = time.process_time(), time.monotonic()
+            assert localrun.drain(servers, 10)
+            cpu, wall = time.process_time() - cpu, time.monotonic() - started
+            answer = client.recv(1000)
+        assert answer.startswith(b"HTTP/1.1 200 OK") and answer.endswith(b"\r\n\r\nslow")
+        assert 1.2 < wall < 5
+        assert cpu < 0.5, f"{cpu:.2f} s of CPU in a {wall:.2f} s drain"
+    finally:
+        for server in servers:
+            server.close()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-5", "0", "-0.0", "soon", "1e999"])
+def test_drain_seconds_must_be_finite_and_above_zero(value, capsys) -> None:
+    with pytest.raises(SystemExit) as caught:
+        localrun.parse_args([f"--drain-seconds={value}"])
+    assert caught.value.code == 2
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert "error: argument --drain-seconds: " in error and repr(value) in error
+
+
+@pytest.mark.parametrize("value, seconds", [("0.5", 0.5), ("40", 40.0), ("1e3", 1000.0)])
+def test_drain_seconds_accepts_a_positive_duration(value, seconds) -> None:
+    assert localrun.parse_args(["--drain-seconds", value]).drain_seconds == seconds
+    assert localrun.parse_args([]).drain_seconds is None
