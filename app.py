@@ -291,7 +291,7 @@ def report_dump(report_id):
     stored, name = reports().get(report_id), f"{report_id}.dmp"
     if too_big_to_send(stored.meta["dump"]["size"]):
         return pages.redirect(reports().download_url(stored, None, name))
-    return pages.download_stream(reports().open_dump(stored), stored.meta["dump"]["size"], name)
+    return pages.download_stream(*reports().open_sized(stored, None), name)
 
 
 @app.route("/reports/{report_id}/attachments/{index}")
@@ -303,7 +303,7 @@ def report_attachment(report_id, index):
     size = viewer.attachment_meta(stored, number)["size"]
     if too_big_to_send(size):
         return pages.redirect(reports().download_url(stored, number, name))
-    return pages.download_stream(reports().open_attachment(stored, number), size, name)
+    return pages.download_stream(*reports().open_sized(stored, number), name)
 
 
 @app.route("/reports/{report_id}/bundle")

@@ -217,11 +217,26 @@ class ReportStore(Bucket):
 
     def open_dump(self, stored: StoredReport) -> BinaryIO:
         """A stream of the raw dump bytes (close it when done)."""
-        return self._open(self._stored_part_key(stored, None))
+        return self.open_sized(stored, None)[0]
 
     def open_attachment(self, stored: StoredReport, index: int) -> BinaryIO:
         """A stream of attachment `index` (its position in meta['attachments'])."""
-        return self._open(self._stored_part_key(stored, index))
+        return self.open_sized(stored, index)[0]
+
+    def open_sized(self, stored: StoredReport, attachment: int | None) -> tuple[BinaryIO, int]:
+        """The dump (attachment None) or an attachment as a stream, with its size as S3
+        answers it: what a download must announce, whatever the metadata recorded."""
+        key = self._stored_part_key(stored, attachment)
+        try:
+            answer = self.get_object(key)
+        except NotFound:
+            raise ReportNotFound(key) from None
+        size = int(answer["ContentLength"])
+        files = [stored.meta.get("dump", {}), *stored.attachments]
+        recorded = files[0 if attachment is None else attachment + 1].get("size")
+        if recorded is not None and recorded != size:
+            log.warning("%s holds %d bytes, its report recorded %d", key, size, recorded)
+        return answer["Body"], size
 
     def download_url(
         self, stored: StoredReport, attachment: int | None, filename: str, seconds: int = 300
@@ -243,12 +258,6 @@ class ReportStore(Bucket):
 
     def get_summary(self) -> dict[str, Any] | None:
         return self.get_json(SUMMARY)
-
-    def _open(self, key: str) -> BinaryIO:
-        try:
-            return self.get_object(key)["Body"]
-        except NotFound:
-            raise ReportNotFound(key) from None
 
     def find(self, report_id: str, deadline: float | None = None) -> ReportSummary | None:
         """The committed report's listing entry (key and facts), or None: one list request.

@@ -27,12 +27,14 @@ from chalice import Chalice
 from chalice.local import RouteMatcher
 from waitress.buffers import OverflowableBuffer
 from waitress.channel import HTTPChannel
-from waitress.parser import HTTPRequestParser
+from waitress.parser import HTTPRequestParser, TransferEncodingNotImplemented
 from waitress.receiver import ChunkedReceiver
+from waitress.utilities import BadRequest
 
 from chalicelib import pages, web
 
 StartResponse = Callable[..., Any]
+CHUNK_LINE_BYTES = 4096  # longest chunk-size line (with extensions) or trailer taken
 INLINE_BODY_BYTES = 1024 * 1024  # larger bodies reach web.body() as a stream
 CHUNK = 64 * 1024
 
@@ -202,21 +204,43 @@ class _Limited:
         return data
 
 
-class HTTP10ChunkedParser(HTTPRequestParser):
-    """waitress's request parser, also reading chunked bodies of HTTP/1.0 requests.
+class BoundedChunkedReceiver(ChunkedReceiver):
+    """waitress's chunked body reader, refusing a chunk-size line or trailer past
+    CHUNK_LINE_BYTES: it would keep either whole (copying it again on every read) up to
+    the body limit."""
 
-    Only a plain `Transfer-Encoding: chunked` without Content-Length is taken; the body
-    is then read exactly as for HTTP/1.1, within the same limits.
+    def received(self, s: bytes) -> int:
+        consumed = super().received(s)
+        if len(self.control_line) > CHUNK_LINE_BYTES or len(self.trailer) > CHUNK_LINE_BYTES:
+            self.error = BadRequest("chunk size line or trailer too long")
+            self.all_chunks_received = True
+        return consumed
+
+
+class HTTP10ChunkedParser(HTTPRequestParser):
+    """waitress's request parser, also reading chunked bodies of HTTP/1.0 requests
+    (Crashpad's socket transport sends them), and bounding chunk-size lines.
+
+    HTTP/1.0's Transfer-Encoding is taken exactly as waitress takes HTTP/1.1's: only
+    `chunked` codings, the last one chunked, else 501; it wins over Content-Length.
     """
 
     def parse_header(self, header_plus: bytes) -> None:
         super().parse_header(header_plus)
-        if self.version != "1.0" or "CONTENT_LENGTH" in self.headers:
-            return
-        if self.headers.get("TRANSFER_ENCODING", "").strip(" \t").lower() == "chunked":
-            del self.headers["TRANSFER_ENCODING"]
+        if self.version == "1.0" and "TRANSFER_ENCODING" in self.headers:
+            codings = [
+                coding.strip(" \t").lower()
+                for coding in self.headers.pop("TRANSFER_ENCODING").split(",") if coding
+            ]
+            if any(coding != "chunked" for coding in codings) or not codings:
+                raise TransferEncodingNotImplemented(
+                    "Transfer-Encoding requested is not supported."
+                )
+            self.headers.pop("CONTENT_LENGTH", None)
+            self.content_length = 0
             self.chunked = True
-            self.body_rcv = ChunkedReceiver(OverflowableBuffer(self.adj.inbuf_overflow))
+        if self.chunked:
+            self.body_rcv = BoundedChunkedReceiver(OverflowableBuffer(self.adj.inbuf_overflow))
 
 
 HTTPChannel.parser_class = HTTP10ChunkedParser

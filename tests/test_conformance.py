@@ -125,3 +125,54 @@ def test_breakpad_legacy_form_with_content_length_and_a_typed_dump_part(
     assert meta["dump"]["sha256"] == hashlib.sha256(dump).hexdigest()
     assert {k: meta["annotations"][k] for k in fields} == fields
     assert "crashpad_uuid" not in meta  # the file name is no report uuid
+
+
+def socket_transport_request(body: bytes, content_type: str, transfer_encoding: str,
+                             extra: str = "") -> bytes:
+    return (
+        "POST /submit HTTP/1.0\r\n"
+        f"Content-Type: {content_type}\r\n"
+        f"Transfer-Encoding: {transfer_encoding}\r\n{extra}\r\n"
+    ).encode() + body
+
+
+@pytest.mark.seaweedfs
+def test_http10_transfer_encodings_are_framed_as_http11_frames_them(
+    live_servers, seaweed_backend
+) -> None:
+    """Only chunked codings are taken, the last one chunked, and chunked wins over a
+    Content-Length: never a body read two ways (what request smuggling feeds on)."""
+    servers = live_servers(seaweed_backend)
+    dump = forms.fake_dump(20_000, seed=3)
+    body, headers, _ = forms.crashpad_form({"platform": "linux"}, dump=dump, gzip=False)
+    chunked = chunked_like_crashpad(body)
+    port = servers.cfg.submit_port
+    for coding, extra in (("chunked", ""), ("Chunked", ""), ("chunked, chunked", ""),
+                          ("chunked", "Content-Length: 3\r\n")):
+        request = socket_transport_request(chunked, headers["Content-Type"], coding, extra)
+        report_id = assert_answered_with_an_id(*exchange(port, request))
+        assert stored(seaweed_backend, report_id)[1] == dump
+    # Answered once the head is read (so no body is sent: none is left unread to reset).
+    status, _, _ = exchange(port, socket_transport_request(
+        b"", headers["Content-Type"], "gzip, chunked"))
+    assert status.startswith("HTTP/1.0 501 ")
+
+
+@pytest.mark.parametrize("framing", ["size line", "trailer"])
+def test_an_endless_chunk_size_line_or_trailer_is_refused_early(live_servers, moto_backend,
+                                                                framing) -> None:
+    servers = live_servers(moto_backend)
+    head = socket_transport_request(b"", "multipart/form-data; boundary=x", "chunked")
+    opening = b"5\r\nhello\r\n0\r\nX-Trailer: " if framing == "trailer" else b""
+    with socket.create_connection(("127.0.0.1", servers.cfg.submit_port), timeout=30) as sock:
+        sock.sendall(head + opening)
+        sent = 0
+        try:
+            while sent < 16 * 1024 * 1024:
+                sock.sendall(b"a" * 65536)
+                sent += 65536
+        except (ConnectionResetError, BrokenPipeError):
+            pass
+        answer = sock.recv(200)
+    assert answer.startswith(b"HTTP/1.0 400 ")
+    assert sent < 4 * 1024 * 1024  # refused long before the body limit

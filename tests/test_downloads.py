@@ -85,3 +85,26 @@ def test_the_local_server_streams_dumps_attachments_and_bundles_whole(
         assert archive.read("attachments/00-app.log") == log
     refused = requests.get(f"{base}/dump", timeout=30)
     assert refused.status_code == 401 and refused.content != dump
+
+
+@pytest.mark.seaweedfs
+def test_a_download_announces_the_size_s3_holds_not_the_one_recorded(
+    live_servers, seaweed_backend
+) -> None:
+    """A part rewritten after its report was recorded is sent whole, never cut to the
+    recorded size behind a 200."""
+    servers = live_servers(seaweed_backend, VIEWER_USERS=USERS)
+    body, headers, query = forms.crashpad_form({"platform": "linux"},
+                                               dump=forms.fake_dump(2000, seed=1))
+    report_id = requests.post(servers.submit_url, data=body, headers=headers, params=query,
+                              timeout=30).text
+    store = seaweed_backend.store()
+    dump_key = next(k for k in seaweed_backend.keys(seaweed_backend.prefix + "parts/")
+                    if k.endswith(".dmp"))
+    longer = forms.fake_dump(5000, seed=2)
+    store.s3.put_object(Bucket=store.bucket, Key=dump_key, Body=longer)
+    fetched = requests.get(f"{servers.viewer_url}/reports/{report_id}/dump", headers=LOGIN,
+                           timeout=30)
+    assert fetched.status_code == 200
+    assert fetched.headers["Content-Length"] == "5000"
+    assert fetched.content == longer

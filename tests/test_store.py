@@ -303,7 +303,7 @@ def test_concurrent_uploads_of_one_report_answer_one_id_and_list_once(seaweed_ba
     """
     import concurrent.futures
 
-    store = seaweed_backend.store()
+    store = seaweed_backend.store(retry_seconds=30)  # six at once on a loaded machine
     guid, report_uuid = str(uuid.uuid4()), str(uuid.uuid4())
     dump = forms.fake_dump(300_000, 5)
 
