@@ -30,7 +30,7 @@ from typing import Any
 from chalicelib import config, report
 from chalicelib.processing.worker import ProcessingPool
 from chalicelib.seaweed import SeaweedServer
-from chalicelib.serving import DrainingServer, listening_socket
+from chalicelib.serving import DrainingServer, listening_sockets
 from chalicelib.wsgi import ChaliceWSGI
 
 log = logging.getLogger("localrun")
@@ -65,20 +65,20 @@ def serve(
         (cfg.reports_port, ChaliceWSGI(app, lambda r: not is_public(r), body_limit),
          {"threads": 8}),
     ]
-    sockets = []
+    sockets: list[list[socket.socket]] = []
     try:
         for port, _, _ in plan:
             try:
-                sockets.append(listening_socket(host, port, shared=shared))
+                sockets.append(listening_sockets(host, port, shared=shared))
             except OSError as error:
                 raise OSError(error.errno, f"port {port} on {host}: {error.strerror}") from None
     except OSError:
-        for sock in sockets:
+        for sock in (sock for group in sockets for sock in group):
             sock.close()
         raise
     return [
-        DrainingServer(wsgi, sock, ident="crash-collector", **options).start()
-        for (_, wsgi, options), sock in zip(plan, sockets, strict=True)
+        DrainingServer(wsgi, group, ident="crash-collector", **options).start()
+        for (_, wsgi, options), group in zip(plan, sockets, strict=True)
     ]
 
 

@@ -18,22 +18,28 @@ is the newcomer, for every new connection: from then on the old listener's backl
 empties, and closing it resets nothing. Once the old one has left the group, the index is
 out of range and the kernel falls back to its usual hash over the one socket left. This
 assumes one old and one new process per port at a time (a third would take the place of
-the second).
+the second). A kernel that refuses SO_REUSEPORT gets an unshared listener and a warning:
+no rolling restart there.
+
+A host name is served on every address it resolves to (`localhost`: ::1 and 127.0.0.1),
+one listener each, all in the same event loop.
 """
 
 from __future__ import annotations
 
 import ctypes
+import errno
 import logging
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import waitress
 from waitress import wasyncore
 from waitress.channel import HTTPChannel
+from waitress.server import TcpWSGIServer
 from waitress.task import WSGITask
 
 log = logging.getLogger("serving")
@@ -68,22 +74,71 @@ def steer_new_connections_to_second(sock: socket.socket) -> bool:
     return True
 
 
-def listening_socket(
+def listening_sockets(
     host: str, port: int, backlog: int = 1024, shared: bool = True
-) -> socket.socket:
-    """A TCP listener on host:port that, when `shared`, another process of the same user
-    can share (the new one taking the new connections).
+) -> list[socket.socket]:
+    """TCP listeners on host:port, one for each address `host` names (`localhost`: ::1 and
+    127.0.0.1), that, when `shared`, another process of the same user can share (the new
+    one taking the new connections). Port 0: one free port, the same for every address.
 
-    Raises OSError (EADDRINUSE) when a server that does not share its port holds it.
+    Where the kernel refuses SO_REUSEPORT, the port is bound unshared, with a warning:
+    the server runs, but a second one cannot start on the port until it has stopped.
+    Raises OSError (EADDRINUSE) naming the address when a server that does not share its
+    port holds it.
     """
-    family, kind, proto, _, address = socket.getaddrinfo(
+    found: dict[tuple[int, str], tuple[int, int, int, tuple]] = {}
+    for family, kind, proto, _, address in socket.getaddrinfo(
         host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
+    ):
+        found.setdefault((family, address[0]), (family, kind, proto, address))
+    addresses = list(found.values())
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, address in addresses:
+            if sockets:  # port 0: the port the first address got
+                address = (address[0], sockets[0].getsockname()[1], *address[2:])
+            try:
+                sock, refusal = _listen(family, kind, proto, address, backlog, shared)
+            except OSError as error:
+                if error.errno in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL) and (
+                    len(addresses) > 1
+                ):
+                    log.warning("%s: not listening on %s (%s)", host, address[0], error)
+                    continue
+                if len(addresses) > 1:
+                    raise OSError(error.errno, f"{error.strerror} ({address[0]})") from None
+                raise
+            if refusal is not None and shared:
+                log.warning(
+                    "port %d: this system refuses SO_REUSEPORT (%s): listening unshared,"
+                    " so no rolling restart (a new run cannot start until this one stops)",
+                    sock.getsockname()[1], refusal,
+                )
+                shared = False
+            sockets.append(sock)
+        if not sockets:
+            raise OSError(errno.EADDRNOTAVAIL, f"no address of {host} can be bound")
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+def _listen(
+    family: int, kind: int, proto: int, address: tuple, backlog: int, shared: bool
+) -> tuple[socket.socket, Exception | None]:
+    """A listener, and why it is not shared when `shared` asked for it but the system
+    refused."""
     sock = socket.socket(family, kind, proto)
+    refusal = None
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if shared:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            except (OSError, AttributeError) as error:  # AttributeError: no such option
+                refusal, shared = error, False
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind(address)
@@ -93,7 +148,7 @@ def listening_socket(
     except BaseException:
         sock.close()
         raise
-    return sock
+    return sock, refusal
 
 
 class _Task(WSGITask):
@@ -116,20 +171,26 @@ def is_idle(channel: HTTPChannel) -> bool:
 
 
 class DrainingServer:
-    """One waitress server on one listening socket, with its own event loop thread.
+    """One waitress server on a port's listening sockets, with its own event loop thread.
 
     `drain()` stops accepting and lets every connection under way finish; `abort()` closes
     everything now; `wait(timeout)` tells whether the server has stopped.
     """
 
     def __init__(
-        self, app: Callable[..., Any], sock: socket.socket, **adjustments: Any
+        self, app: Callable[..., Any], sockets: Sequence[socket.socket], **adjustments: Any
     ) -> None:
         self.map: dict[int, Any] = {}
-        self.server = waitress.create_server(app, map=self.map, sockets=[sock], **adjustments)
-        self.server.channel_class = _Channel
-        self.server.draining = False
-        self.port: int = sock.getsockname()[1]
+        server = waitress.create_server(app, map=self.map, sockets=list(sockets), **adjustments)
+        self.task_dispatcher = server.task_dispatcher
+        # One waitress listener per socket, sharing the loop's map and the task threads.
+        self.listeners: list[TcpWSGIServer] = [
+            d for d in self.map.values() if isinstance(d, TcpWSGIServer)
+        ]
+        for listener in self.listeners:
+            listener.channel_class = _Channel
+            listener.draining = False
+        self.port: int = sockets[0].getsockname()[1]
         self._drain = threading.Event()
         self._abort = threading.Event()
         self._stopped = threading.Event()
@@ -152,7 +213,7 @@ class DrainingServer:
     def _wake(self) -> None:
         if not self._stopped.is_set():
             try:
-                self.server.pull_trigger()
+                self.listeners[0].pull_trigger()
             except OSError:  # the loop closed its trigger meanwhile: it has stopped
                 pass
 
@@ -169,9 +230,12 @@ class DrainingServer:
 
     def under_way(self) -> tuple[int, int]:
         """(connections receiving a request, requests queued or running): for the log."""
-        channels = list(self.server.active_channels.values())
+        channels = self._channels()
         receiving = sum(1 for c in channels if c.request is not None)
         return receiving, sum(len(c.requests) for c in channels)
+
+    def _channels(self) -> list[HTTPChannel]:
+        return [c for listener in self.listeners for c in list(listener.active_channels.values())]
 
     def _run(self) -> None:
         try:
@@ -195,43 +259,52 @@ class DrainingServer:
             self._stopped.set()
 
     def _stop_accepting(self) -> None:
-        server = self.server
-        server.draining = True
+        for listener in self.listeners:
+            listener.draining = True
+        for listener in self.listeners:
+            accepted = self._accept_backlog(listener)
+            wasyncore.dispatcher.close(listener)  # the listener only; the trigger stays
+            log.info("port %d (%s): no longer accepting (%d taken from the backlog)",
+                     self.port, listener.effective_host, accepted)
+
+    def _accept_backlog(self, listener: TcpWSGIServer) -> int:
         accepted = 0
-        while accepted < server.adj.backlog:
+        while accepted < listener.adj.backlog:
             try:
-                pair = server.accept()
+                pair = listener.accept()
             except OSError:
                 break
             if pair is None:
                 break
             conn, address = pair
             try:
-                server.set_socket_options(conn)
+                listener.set_socket_options(conn)
             except OSError:
                 conn.close()
                 continue
-            server.channel_class(server, conn, server.fix_addr(address), server.adj, map=self.map)
+            listener.channel_class(
+                listener, conn, listener.fix_addr(address), listener.adj, map=self.map
+            )
             accepted += 1
-        wasyncore.dispatcher.close(server)  # the listener only; the trigger stays
-        log.info("port %d: no longer accepting (%d taken from the backlog)", self.port, accepted)
+        return accepted
 
     def _close_idle(self) -> bool:
         """Close the connections that are idle and quiet; True when none is left."""
         now = time.time()
-        for channel in list(self.server.active_channels.values()):
+        channels = self._channels()
+        for channel in channels:
             if is_idle(channel) and now - channel.last_activity >= IDLE_GRACE_SECONDS:
                 channel.handle_close()
-        return not self.server.active_channels
+        return not any(listener.active_channels for listener in self.listeners)
 
     def _close_all(self) -> None:
         # handle_close, unlike the dispatcher's close that close_all calls, marks the
         # channel disconnected and wakes a task thread waiting for a slow client to take
         # its output, so the task ends and closes its response (and the stream behind it).
-        for channel in list(self.server.active_channels.values()):
+        for channel in self._channels():
             try:
                 channel.handle_close()
             except OSError:
                 pass
         wasyncore.close_all(self.map)
-        self.server.task_dispatcher.shutdown(cancel_pending=True, timeout=1)
+        self.task_dispatcher.shutdown(cancel_pending=True, timeout=1)

@@ -20,7 +20,7 @@ import requests
 
 from chalicelib import localrun
 from chalicelib.seaweed import SeaweedServer, free_port
-from chalicelib.serving import DrainingServer, listening_socket
+from chalicelib.serving import DrainingServer, listening_sockets
 from tests.conftest import BUCKET, Backend
 from tests.test_ingest_live import dump_of, stored_reports
 from tests.testlib import forms
@@ -375,7 +375,7 @@ def test_drain_waits_without_spinning_while_one_server_is_still_busy() -> None:
         start_response("200 OK", [("Content-Length", "4")])
         return [b"slow"]
 
-    servers = [DrainingServer(app, listening_socket("127.0.0.1", 0), threads=2).start()
+    servers = [DrainingServer(app, listening_sockets("127.0.0.1", 0), threads=2).start()
                for app in (quick, slow)]
     try:
         with socket.create_connection(("127.0.0.1", servers[1].port), timeout=10) as client:

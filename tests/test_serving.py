@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import socket
 import threading
 import time
@@ -9,7 +10,7 @@ import time
 import pytest
 
 from chalicelib import serving
-from chalicelib.serving import DrainingServer, listening_socket
+from chalicelib.serving import DrainingServer, listening_sockets
 
 
 def answering(name: bytes):
@@ -55,7 +56,7 @@ def servers():
     started: list[DrainingServer] = []
 
     def make(name: bytes, port: int = 0) -> DrainingServer:
-        server = DrainingServer(answering(name), listening_socket("127.0.0.1", port), threads=4)
+        server = DrainingServer(answering(name), listening_sockets("127.0.0.1", port), threads=4)
         started.append(server)
         return server
 
@@ -85,9 +86,17 @@ def test_connections_waiting_in_the_backlog_are_served_not_reset(servers) -> Non
         client.close()
 
 
-def test_a_second_listener_on_the_port_takes_every_new_connection(servers) -> None:
+def test_a_second_listener_on_the_port_takes_every_new_connection(
+    servers, monkeypatch
+) -> None:
+    steered: list[bool] = []
+    steer = serving.steer_new_connections_to_second
+    monkeypatch.setattr(serving, "steer_new_connections_to_second",
+                        lambda sock: steered.append(steer(sock)) or steered[-1])
     old = servers(b"old").start()
     new = servers(b"new", old.port).start()
+    if not steered[-1]:
+        pytest.skip("this kernel refuses the steering filter: no way to pick the listener")
     seen = []
     for _ in range(30):
         with socket.create_connection(("127.0.0.1", old.port)) as client:
@@ -134,10 +143,10 @@ def test_idle_keep_alive_connection_is_closed_and_does_not_hold_the_drain(server
 
 
 def test_an_unshared_listener_keeps_its_port() -> None:
-    server = DrainingServer(answering(b"A"), listening_socket("127.0.0.1", 0, shared=False))
+    server = DrainingServer(answering(b"A"), listening_sockets("127.0.0.1", 0, shared=False))
     try:
         with pytest.raises(OSError):
-            listening_socket("127.0.0.1", server.port)
+            listening_sockets("127.0.0.1", server.port)
     finally:
         server.close()
 
@@ -147,7 +156,7 @@ def test_a_port_held_by_a_server_that_does_not_share_it_is_refused() -> None:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         with pytest.raises(OSError) as caught:
-            listening_socket("127.0.0.1", holder.getsockname()[1])
+            listening_sockets("127.0.0.1", holder.getsockname()[1])
     assert "in use" in str(caught.value)
 
 
@@ -183,7 +192,7 @@ def test_stopping_at_once_ends_a_download_to_a_client_that_reads_nothing(stop) -
     """The task thread waits for the client to take its output; stopping must wake it, so
     it ends and closes the response instead of waiting forever on a dead server."""
     download = EndlessDownload(200 * 1024 * 1024)
-    server = DrainingServer(download, listening_socket("127.0.0.1", 0), threads=2).start()
+    server = DrainingServer(download, listening_sockets("127.0.0.1", 0), threads=2).start()
     try:
         with socket.socket() as client:
             client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -209,3 +218,104 @@ def test_stopping_at_once_ends_a_download_to_a_client_that_reads_nothing(stop) -
             assert download.sent < download.size
     finally:
         server.close()
+
+
+class RefusingReusePort(socket.socket):
+    """A socket on a kernel without SO_REUSEPORT."""
+
+    def setsockopt(self, level, option, *value):
+        if level == socket.SOL_SOCKET and option == socket.SO_REUSEPORT:
+            raise OSError(errno.ENOPROTOOPT, "Protocol not available")
+        return super().setsockopt(level, option, *value)
+
+
+def test_a_kernel_refusing_port_sharing_gets_an_unshared_listener(monkeypatch, caplog) -> None:
+    with monkeypatch.context() as patched:
+        patched.setattr(socket, "socket", RefusingReusePort)
+        (sock,) = listening_sockets("127.0.0.1", 0)
+    server = DrainingServer(answering(b"alone"), [sock]).start()
+    try:
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) == 0
+        warning = next(r for r in caplog.records if r.name == "serving")
+        assert warning.levelname == "WARNING"
+        assert f"port {server.port}: this system refuses SO_REUSEPORT" in warning.getMessage()
+        assert "no rolling restart" in warning.getMessage()
+        with pytest.raises(OSError) as caught:
+            listening_sockets("127.0.0.1", server.port)
+        assert caught.value.errno == errno.EADDRINUSE
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as client:
+            client.sendall(request(server.port, b"xyz"))
+            assert read_answer(client).endswith(b"\r\n\r\nalone 3")
+    finally:
+        server.close()
+
+
+def ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback here")
+def test_a_name_with_two_addresses_is_served_on_both(monkeypatch) -> None:
+    """`localhost` names ::1 and 127.0.0.1 on most systems (this one may list only one)."""
+    resolve = socket.getaddrinfo
+
+    def both_loopbacks(host, port, *args, **kwargs):
+        if host != "localhost":
+            return resolve(host, port, *args, **kwargs)
+        return [*resolve("::1", port, *args, **kwargs),
+                *resolve("127.0.0.1", port, *args, **kwargs),
+                *resolve("::1", port, *args, **kwargs)]  # listed twice: bound once
+
+    monkeypatch.setattr(socket, "getaddrinfo", both_loopbacks)
+    sockets = listening_sockets("localhost", 0)
+    assert [s.getsockname()[:2] for s in sockets] == [
+        ("::1", sockets[0].getsockname()[1]), ("127.0.0.1", sockets[0].getsockname()[1])
+    ]
+    server = DrainingServer(answering(b"both"), sockets).start()
+    try:
+        for address in ("::1", "127.0.0.1"):
+            with socket.create_connection((address, server.port), timeout=5) as client:
+                client.sendall(request(server.port, address.encode()))
+                assert read_answer(client).endswith(b"both %d" % len(address))
+        server.drain()
+        assert server.wait(5)
+        for address in ("::1", "127.0.0.1"):
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection((address, server.port), timeout=2)
+    finally:
+        server.close()
+
+
+def test_an_address_family_the_system_lacks_is_left_out(monkeypatch, caplog) -> None:
+    resolve = socket.getaddrinfo
+
+    def both_loopbacks(host, port, *args, **kwargs):
+        if host != "localhost":
+            return resolve(host, port, *args, **kwargs)
+        return [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::1", port, 0, 0)),
+                *resolve("127.0.0.1", port, *args, **kwargs)]
+
+    class NoIPv6(socket.socket):
+        def __init__(self, family=socket.AF_INET, *args, **kwargs):
+            if family == socket.AF_INET6:
+                raise OSError(errno.EAFNOSUPPORT, "Address family not supported by protocol")
+            super().__init__(family, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", both_loopbacks)
+    with monkeypatch.context() as patched:
+        patched.setattr(socket, "socket", NoIPv6)
+        sockets = listening_sockets("localhost", 0)
+    try:
+        assert [s.getsockname()[0] for s in sockets] == ["127.0.0.1"]
+        assert [r.getMessage() for r in caplog.records if r.name == "serving"] == [
+            f"localhost: not listening on ::1 ([Errno {errno.EAFNOSUPPORT}] Address family"
+            " not supported by protocol)"
+        ]
+    finally:
+        for sock in sockets:
+            sock.close()
