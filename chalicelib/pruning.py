@@ -172,7 +172,13 @@ def prune_to_limit(
         keys += output.orphan_keys
         claims = [key for key in keys if report_keys.is_claim_key(key)]
         store.delete_keys([key for key in keys if not report_keys.is_claim_key(key)])
-        store.delete_keys(claims)
+        # An orphan's claim is kept if a retry finished its report since the listing,
+        # so that a later retry still answers that id (two requests per orphan claim;
+        # orphans are cut uploads, rare).
+        orphan_claims = {key for key in result.orphan_keys if report_keys.is_claim_key(key)}
+        store.delete_keys([
+            key for key in claims if key not in orphan_claims or not store.claim_committed(key)
+        ])
         store.put_summary(result.summary)
         store.put_json(crash_store.SIGNATURE_SUMMARY, result.signature_summary)
 

@@ -132,15 +132,20 @@ def test_a_retry_resuming_an_orphan_while_a_run_deletes_it_is_stored_whole(backe
     result = held.finish()
 
     assert result.orphans_removed == 2 and sorted(result.orphan_keys) == orphan_parts
+    # The attachment went; the claim is kept, its report committed since the listing.
+    claim = next(k for k in orphan_parts if k.endswith(".dmp"))
     assert [k for batch in held.deleted for k in batch if "/parts/" in k] == [
-        k for k in result.orphan_keys if not k.endswith(".dmp")
-    ] + [k for k in result.orphan_keys if k.endswith(".dmp")]
+        k for k in orphan_parts if k != claim
+    ]
     upload.assert_whole(store, report_id)
-    assert not set(orphan_parts) & set(backend.keys())
-    # The next run finds the resumed report whole and nothing to remove.
+    assert set(orphan_parts) & set(backend.keys()) == {claim}
+    # The next run finds the resumed report whole, its claim with it, nothing to remove;
+    # and a retry after it still answers the first id.
     again = pruning.prune_to_limit(store, 10 * MIB, HOUR, now=later())
     assert (again.orphans_removed, again.reports_deleted) == (0, 0)
     upload.assert_whole(store, report_id)
+    assert upload.send(store) == report_id
+    assert [s.id for s in store.iter_newest()] == [report_id]
 
 
 def test_a_retry_of_a_report_whose_marker_a_run_just_deleted_is_stored_whole(

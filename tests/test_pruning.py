@@ -377,7 +377,9 @@ def test_deletes_go_in_batches_of_1000_keys(moto_backend, claims) -> None:
     assert result.reports_deleted == reports and result.orphans_removed == orphans
     assert result.objects_scanned == deleted_keys
     assert store.requests["DeleteObjects"] == math.ceil(reports / 1000) + math.ceil(claims / 1000)
-    assert store.requests["ListObjectsV2"] == math.ceil(deleted_keys / 1000)
+    # and a HEAD and a list per orphan claim, which a retry may have committed since
+    assert store.requests["ListObjectsV2"] == math.ceil(deleted_keys / 1000) + orphans
+    assert store.requests["HeadObject"] == orphans
     assert result.s3_requests == dict(store.requests)
     assert list(listing(moto_backend)) == [moto_backend.prefix + name for name in WRITTEN]
 
@@ -570,8 +572,9 @@ def test_a_report_key_with_other_facts_keeps_its_parts(moto_backend) -> None:
 
 
 def test_orphans_go_on_the_listing_alone_claims_last(moto_backend) -> None:
-    """No retry writes to a listed stem, so the listing decides: no HEAD per orphan, and
-    the claim (the dump) is deleted after every other key of the run."""
+    """No retry writes to a listed stem, so the listing decides: no HEAD per orphan part,
+    and the claim (the dump) is deleted after every other key of the run, once a HEAD
+    and a list show that no retry has committed its report since."""
     store = moto_backend.store()
     put_report(store, 1, T0)
     meta_key = next(k for k in moto_backend.keys() if "/reports/" in k)
@@ -585,7 +588,8 @@ def test_orphans_go_on_the_listing_alone_claims_last(moto_backend) -> None:
     later = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=3)
     result = pruning.prune_to_limit(store, 10 * MIB, HOUR, now=later)
     assert result.orphans_removed == 2 and result.orphan_bytes > 1500
-    assert "HeadObject" not in result.s3_requests
+    assert result.s3_requests["HeadObject"] == 1  # the claim's, just before its delete
+    assert result.s3_requests["ListObjectsV2"] == 2  # the run's listing, and that check
     assert result.s3_requests["DeleteObjects"] == 2
     assert deleted == [[k for k in parts if k.endswith(".log")],
                        [k for k in parts if k.endswith(".dmp")]]
