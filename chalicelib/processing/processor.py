@@ -23,7 +23,7 @@ from chalicelib.processing.signature import crash_signature
 from chalicelib.processing.symbols import NoSymbols, SymbolProvider
 from chalicelib.processing.unwind import MAX_FRAMES, Frame, frame_json, walk_stack
 from chalicelib.store import ReportStore, ReportSummary, StoredReport
-from chalicelib.symbol_store import S3RangeReader, SymbolStore, valid_module_id
+from chalicelib.symbol_store import S3RangeReader, SymbolNotFound, SymbolStore, valid_module_id
 from chalicelib.symfile.provider import IndexedSymbols
 
 log = logging.getLogger("processing")
@@ -113,7 +113,7 @@ def symbols_from(store: SymbolStore) -> IndexedSymbols:
             return None
         return store.index_reader(module.debug_file, module.debug_id)
 
-    return IndexedSymbols(open_index)
+    return IndexedSymbols(open_index, absent=(SymbolNotFound,))
 
 
 def crashing_modules(crash: dict[str, Any], missing: bool) -> list[tuple[str, str]]:

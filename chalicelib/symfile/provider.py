@@ -28,12 +28,17 @@ class IndexedSymbols:
     """Answers fill_symbol / walk_frame / has_symbols from per-module indexes.
 
     `open_index(module)` returns a RangeReader over the module's index, or None when
-    there is none. An index that cannot be read counts as missing (never raises into
-    the walker); `failed` keeps why, for logs.
+    there is none; a lazy reader may instead raise one of `absent` on its first read.
+    An index that cannot be read counts as missing too (never raises into the walker),
+    and `failed` keeps why, for logs.
     """
 
-    def __init__(self, open_index: Callable[[Module], RangeReader | None]) -> None:
+    def __init__(
+        self, open_index: Callable[[Module], RangeReader | None],
+        absent: tuple[type[Exception], ...] = (),
+    ) -> None:
         self._open_index = open_index
+        self._absent = absent
         self._indexes: dict[Module, SymbolIndex | None] = {}
         self.missing: list[Module] = []
         self.failed: dict[Module, str] = {}
@@ -48,6 +53,8 @@ class IndexedSymbols:
                 index = SymbolIndex(reader)
         except MemoryError:
             raise  # the processing's memory budget, not a broken index
+        except self._absent:
+            pass  # no symbols uploaded for it: the usual case, not worth a warning
         except Exception as exc:  # a broken index must not stop the walk
             logger.warning("symbol index for %s unreadable: %s", module.code_file, exc)
             self.failed[module] = type(exc).__name__

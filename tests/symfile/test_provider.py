@@ -1,4 +1,5 @@
 import io
+import logging
 import struct
 
 import pytest
@@ -208,6 +209,21 @@ def test_missing_and_broken_indexes(symbols):
     offline.fill_symbol(TEST_APP, f)
     assert f.function is None
     assert offline.missing == [TEST_APP]
+    assert offline.failed == {TEST_APP: "OSError"}
+
+
+def test_an_absent_index_is_missing_without_a_warning(caplog):
+    class Absent(KeyError):
+        pass
+
+    def lazily_absent(m):
+        raise Absent("no such index")
+
+    caplog.set_level(logging.WARNING)
+    quiet = IndexedSymbols(lazily_absent, absent=(Absent,))
+    assert not quiet.has_symbols(TEST_APP)
+    assert quiet.missing == [TEST_APP] and quiet.failed == {}
+    assert not caplog.records
 
 
 def test_index_opened_once_per_module(indexes):
