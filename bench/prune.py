@@ -137,7 +137,9 @@ def bench_one(server: Any, count: int, workers: int) -> dict[str, Any]:
     requests = logged["s3_requests"]
     left = raw_listing(server.client(), prefix)[1] - 1  # the run wrote summary.json
     deleted_keys = objects - left
-    assert requests.get("ListObjectsV2", 0) <= math.ceil(objects / 1000)
+    # plus a HEAD and a list per orphan's claim, checked just before it is deleted
+    assert requests.get("ListObjectsV2", 0) <= math.ceil(objects / 1000) + orphans
+    assert requests.get("HeadObject", 0) <= orphans
     # claims go last, in batches of their own: at most one batch more
     assert requests.get("DeleteObjects", 0) <= math.ceil(deleted_keys / 1000) + 1
     prune_seconds = logged["duration_ms"] / 1000
