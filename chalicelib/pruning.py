@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import concurrent.futures
 import dataclasses
 import datetime
 import json
@@ -35,6 +36,7 @@ SUMMARY_SCHEMA = 1
 # Most values kept per facet in the summary; the rest are summed into "omitted", so
 # client-chosen versions or products cannot grow the object without bound.
 FACET_LIMIT = 1000
+CLAIM_CHECKS = 16  # orphan claims checked at once before they are deleted
 
 
 @dataclasses.dataclass
@@ -172,13 +174,8 @@ def prune_to_limit(
         keys += output.orphan_keys
         claims = [key for key in keys if report_keys.is_claim_key(key)]
         store.delete_keys([key for key in keys if not report_keys.is_claim_key(key)])
-        # An orphan's claim is kept if a retry finished its report since the listing,
-        # so that a later retry still answers that id (two requests per orphan claim;
-        # orphans are cut uploads, rare).
-        orphan_claims = {key for key in result.orphan_keys if report_keys.is_claim_key(key)}
-        store.delete_keys([
-            key for key in claims if key not in orphan_claims or not store.claim_committed(key)
-        ])
+        kept = _committed_since(store, result)
+        store.delete_keys([key for key in claims if key not in kept])
         store.put_summary(result.summary)
         store.put_json(crash_store.SIGNATURE_SUMMARY, result.signature_summary)
 
@@ -186,6 +183,18 @@ def prune_to_limit(
     result.duration_ms = round((time.monotonic() - started) * 1000)
     log.info(result.as_log_line())
     return result
+
+
+def _committed_since(store: ReportStore, result: PruneResult) -> set[str]:
+    """The orphans' claims whose report a retry has committed since the listing: they
+    stay, so that a later retry still answers that id. Two requests per orphan claim
+    (orphans are cut uploads: rare), CLAIM_CHECKS at a time."""
+    claims = [key for key in result.orphan_keys if report_keys.is_claim_key(key)]
+    if not claims:
+        return set()
+    with concurrent.futures.ThreadPoolExecutor(CLAIM_CHECKS) as pool:
+        answers = list(pool.map(store.claim_committed, claims))
+    return {key for key, committed in zip(claims, answers, strict=True) if committed}
 
 
 def _attach_output(
