@@ -31,7 +31,7 @@ from pathlib import Path
 
 import requests
 
-from bench.table import HEADERS, Row, print_table
+from bench.table import Row, emit
 from chalicelib.seaweed import SeaweedServer, free_port
 from tests.testlib import forms
 
@@ -177,11 +177,7 @@ def main() -> None:
         print(f"Python {platform.python_version()}, requests {requests.__version__}")
         return
     result = measure(args.uploads, args.dump_mb)
-    table = rows(result)
-    if args.json:
-        print(json.dumps({**result, "rows": table}, indent=2))
-        return
-    print_table([HEADERS, *table])
+    emit(result, rows(result), args.json)
 
 
 if __name__ == "__main__":

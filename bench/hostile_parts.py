@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import platform
 import tempfile
 import time
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import requests
 
-from bench.table import HEADERS, Row, print_table, ratio
+from bench.table import Row, emit, ratio
 from chalicelib.seaweed import SeaweedServer
 from chalicelib.store import ReportStore
 from tests.testlib import forms, served
@@ -141,11 +140,7 @@ def main() -> None:
         print(f"Python {platform.python_version()}, requests {requests.__version__}")
         return
     result = measure(args.uploads, args.parts, args.download_mb)
-    table = rows(result)
-    if args.json:
-        print(json.dumps({**result, "rows": table}, indent=2))
-        return
-    print_table([HEADERS, *table])
+    emit(result, rows(result), args.json)
 
 
 if __name__ == "__main__":

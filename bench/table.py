@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from typing import Any
 
 Row = tuple[str, str, str, str]
 HEADERS: Row = ("figure", "value", "baseline", "ratio")
@@ -17,3 +19,12 @@ def print_table(lines: Sequence[Sequence[str]]) -> None:
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(lines[0]))]
     for line in lines:
         print("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip())
+
+
+def emit(result: dict[str, Any], rows: list[Row], as_json: bool) -> None:
+    """A benchmark's answer: its JSON with its rows (what `python -m bench` reads), or
+    the table."""
+    if as_json:
+        print(json.dumps({**result, "rows": rows}, indent=2))
+    else:
+        print_table([HEADERS, *rows])
