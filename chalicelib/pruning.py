@@ -189,11 +189,11 @@ def _committed_since(store: ReportStore, result: PruneResult) -> set[str]:
     """The orphans' claims whose report a retry has committed since the listing: they
     stay, so that a later retry still answers that id. Two requests per orphan claim
     (orphans are cut uploads: rare), CLAIM_CHECKS at a time."""
-    claims = [key for key in result.orphan_keys if report_keys.is_claim_key(key)]
+    claims = {key: claim for key in result.orphan_keys if (claim := report_keys.claim_of(key))}
     if not claims:
         return set()
     with concurrent.futures.ThreadPoolExecutor(CLAIM_CHECKS) as pool:
-        answers = list(pool.map(store.claim_committed, claims))
+        answers = list(pool.map(store.claim_committed, claims.values()))
     return {key for key, committed in zip(claims, answers, strict=True) if committed}
 
 

@@ -113,14 +113,22 @@ def base_claim(stem: str) -> str:
     return stem.split("-", 1)[0]
 
 
-def is_claim_key(key: str) -> bool:
-    """Whether key is a claim (a first attempt's dump, P/parts/<claim>.dmp)."""
+def claim_of(key: str) -> str | None:
+    """The claim a claim key (a first attempt's dump, P/parts/<claim>.dmp) holds; None
+    for any other key."""
     folder, _, name = key.rpartition("/")
     match = _PART_KEY.match(name)
-    return (
-        match is not None and match["kind"] == DUMP and "-" not in match["claim"]
-        and f"/{folder}/".endswith(f"/{PARTS}")
-    )
+    if (
+        match is None or match["kind"] != DUMP or "-" in match["claim"]
+        or not f"/{folder}/".endswith(f"/{PARTS}")
+    ):
+        return None
+    return match["claim"]
+
+
+def is_claim_key(key: str) -> bool:
+    """Whether key is a claim (a first attempt's dump, P/parts/<claim>.dmp)."""
+    return claim_of(key) is not None
 
 
 def attachment_key_name(index: int, name: str) -> str:

@@ -45,7 +45,6 @@ from chalicelib.report_keys import (  # noqa: F401  (re-exported for callers)
     ReportSummary,
     StoredObject,
     attachment_key_name,
-    base_claim,
     classify,
     claim_for,
     parse_report_item,
@@ -165,10 +164,9 @@ class ReportStore(Bucket):
             return None  # our own earlier try of the PUT went through
         return owner or "", claim
 
-    def claim_committed(self, claim_key: str) -> bool:
+    def claim_committed(self, claim: str) -> bool:
         """Whether the report a claim names is committed now (a pruning run asks before
         deleting an orphan's claim: a retry may have finished it since the listing)."""
-        claim = base_claim(claim_key.rpartition("/")[2].split(".", 1)[0])
         deadline = self.deadline()
         owner = self._claimed_id(claim, deadline)
         return owner is not None and self.find(owner, deadline) is not None
